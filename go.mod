@@ -1,0 +1,3 @@
+module github.com/puchi-dev/puchi
+
+go 1.26.0
