@@ -1,0 +1,237 @@
+// Package gateway is Puchi's REST edge: grpc-gateway in front of the services'
+// gRPC APIs, with an early token check, a per-client rate limit, a request size cap,
+// JSON errors in one shape ([ErrorBody]), /health, /openapi.json and a /docs page.
+package gateway
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	userv1 "github.com/puchi-dev/puchi/gen/go/puchi/user/v1"
+)
+
+//go:embed docs.html
+var docsPage []byte
+
+// registrars maps a service name to the generated function that mounts its REST
+// routes. A service that exists gets one line here.
+var registrars = map[string]func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
+	"user": userv1.RegisterUserServiceHandler,
+}
+
+// Config is the gateway's configuration. Upstreams are connections the caller
+// dialled and owns (the gateway never closes them).
+type Config struct {
+	Addr         string                      // listen address, e.g. ":8000"
+	Upstreams    map[string]*grpc.ClientConn // service name -> connection
+	Verify       func(token string) error    // access-token check; nil disables the early check
+	OpenAPI      []byte                      // the merged OpenAPI document served at /openapi.json
+	RateLimit    float64                     // requests per second per client IP; <= 0 disables
+	RateBurst    int                         // bucket size
+	MaxBodyBytes int64                       // request body cap
+	Log          *slog.Logger
+}
+
+// Validate reports the first unusable setting, naming its environment variable.
+func (c Config) Validate() error {
+	switch {
+	case c.Addr == "":
+		return errors.New("PUCHI_GATEWAY_ADDR: must not be empty")
+	case c.MaxBodyBytes <= 0:
+		return errors.New("PUCHI_GATEWAY_MAX_BODY_BYTES: must be positive")
+	case c.RateLimit > 0 && c.RateBurst <= 0:
+		return errors.New("PUCHI_GATEWAY_RATE_BURST: must be positive when a rate limit is set")
+	case c.Log == nil:
+		return errors.New("gateway: Log is required")
+	}
+	return nil
+}
+
+// Gateway serves REST. Create it with [New]; it is an app component ([Gateway.Run]).
+type Gateway struct {
+	cfg     Config
+	handler http.Handler
+	ln      net.Listener
+	mu      sync.Mutex
+	srv     *http.Server
+}
+
+// New builds the routes. It listens at once, so that the caller knows the address
+// (see [Gateway.Addr]) before [Gateway.Run] serves.
+func New(ctx context.Context, cfg Config) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	mux := runtime.NewServeMux(
+		runtime.WithErrorHandler(grpcErrorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+	)
+	names := make([]string, 0, len(cfg.Upstreams))
+	for name := range cfg.Upstreams {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		reg, ok := registrars[name]
+		if !ok {
+			return nil, fmt.Errorf("gateway: no REST routes for service %q", name)
+		}
+		if err := reg(ctx, mux, cfg.Upstreams[name]); err != nil {
+			return nil, fmt.Errorf("gateway: mount %s: %w", name, err)
+		}
+	}
+	g := &Gateway{cfg: cfg}
+	root := http.NewServeMux()
+	root.HandleFunc("GET /health", g.health(false))
+	root.HandleFunc("GET /ready", g.health(true))
+	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(cfg.OpenAPI)
+	})
+	root.HandleFunc("GET /docs", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(docsPage)
+	})
+	root.Handle("/", mux)
+
+	var h http.Handler = root
+	if cfg.Verify != nil {
+		h = requireToken(cfg.Verify, h)
+	}
+	h = limitBody(cfg.MaxBodyBytes, h)
+	h = rateLimit(newClientLimiter(cfg.RateLimit, cfg.RateBurst), h)
+	h = accessLog(cfg.Log, h)
+	g.handler = h
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: listen %s (PUCHI_GATEWAY_ADDR): %w", cfg.Addr, err)
+	}
+	g.ln = ln
+	return g, nil
+}
+
+// Handler is the complete REST handler, for tests that drive it in process.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Addr is the address the gateway listens on.
+func (g *Gateway) Addr() string { return g.ln.Addr().String() }
+
+// Name identifies the component in logs.
+func (g *Gateway) Name() string { return "gateway" }
+
+// Run serves until ctx is cancelled, then shuts down, letting in-flight requests
+// finish for up to 10 seconds.
+func (g *Gateway) Run(ctx context.Context) error {
+	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(g.ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("gateway shutdown: %w", err)
+	}
+	return nil
+}
+
+// HealthReport is the body of /health and /ready.
+type HealthReport struct {
+	Status   string            `json:"status"`   // "ok", "degraded" or "down"
+	Services map[string]string `json:"services"` // name -> SERVING | NOT_SERVING | UNREACHABLE
+}
+
+// health checks every upstream with grpc.health.v1 (1 s each, in parallel).
+// /health always answers 200 while the gateway runs; /ready answers 503 when any
+// upstream is not serving.
+func (g *Gateway) health(ready bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rep := HealthReport{Status: "ok", Services: map[string]string{}}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for name, conn := range g.cfg.Upstreams {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+				defer cancel()
+				st := "UNREACHABLE"
+				if resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
+					st = resp.GetStatus().String()
+				}
+				mu.Lock()
+				rep.Services[name] = st
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		down := 0
+		for _, st := range rep.Services {
+			if st != "SERVING" {
+				down++
+			}
+		}
+		code := http.StatusOK
+		switch {
+		case down > 0 && down == len(rep.Services):
+			rep.Status = "down"
+		case down > 0:
+			rep.Status = "degraded"
+		}
+		if ready && down > 0 {
+			code = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(rep)
+	}
+}
+
+// accessLog logs one line per request: method, path, status, duration. Never bodies.
+func accessLog(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		lvl := slog.LevelInfo
+		if rec.status >= 500 {
+			lvl = slog.LevelError
+		}
+		log.LogAttrs(r.Context(), lvl, "http request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)), slog.String("client", clientKey(r)))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) { s.status = code; s.ResponseWriter.WriteHeader(code) }
+
+// Flush lets streamed responses through the recorder.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
