@@ -1,0 +1,340 @@
+package kafka_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/puchi-dev/puchi/platform/kafka"
+)
+
+func ensure(t *testing.T, cfg kafka.Config, topics ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, cfg, topics...); err != nil {
+		t.Fatalf("EnsureTopics(%v): %v", topics, err)
+	}
+}
+
+func describe(t *testing.T, cfg kafka.Config, topics ...string) map[string]kafka.TopicInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	infos, err := kafka.DescribeTopics(ctx, cfg, topics...)
+	if err != nil {
+		t.Fatalf("DescribeTopics: %v", err)
+	}
+	return infos
+}
+
+func event(t *testing.T, topic, key, text string) kafka.Message {
+	t.Helper()
+	m, err := kafka.NewEvent(kafka.EventSpec{
+		Topic: topic, Key: key, Source: "test", Subject: key, Payload: wrapperspb.String(text),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestEnsureTopicsIdempotentWithRetention(t *testing.T) {
+	t.Parallel()
+	cfg := startBroker(t)
+	const override = 7 * 24 * time.Hour
+	cfg.TopicRetention = map[string]time.Duration{kafka.TopicAnalyticsEvents: override}
+
+	// A topic that already exists with another retention gets realigned.
+	stale := cfg
+	stale.Retention = time.Hour
+	ensure(t, stale, kafka.TopicUserEvents)
+	if got := describe(t, cfg, kafka.TopicUserEvents)[kafka.TopicUserEvents].Retention; got != time.Hour {
+		t.Fatalf("pre-existing retention = %s, want 1h", got)
+	}
+
+	all := append(slices.Clone(kafka.Topics), kafka.DLQTopic("g"))
+	for range 2 {
+		ensure(t, cfg, all...)
+	}
+	infos := describe(t, cfg, append(all, "missing-topic")...)
+	if _, ok := infos["missing-topic"]; ok {
+		t.Error("DescribeTopics reported a topic that does not exist")
+	}
+	for _, topic := range all {
+		info, ok := infos[topic]
+		if !ok {
+			t.Errorf("%s: missing", topic)
+			continue
+		}
+		want := kafka.DefaultRetention
+		if topic == kafka.TopicAnalyticsEvents {
+			want = override
+		}
+		if info.Partitions != 3 || info.Retention != want || !info.RetentionExplicit {
+			t.Errorf("%s: got %+v, want 3 partitions, explicit retention %s", topic, info, want)
+		}
+	}
+	if ms := infos[kafka.TopicLessonEvents].Retention.Milliseconds(); ms != 2592000000 {
+		t.Errorf("retention.ms = %d, want 2592000000", ms)
+	}
+}
+
+func TestRoundTripKeepsKeyHeadersAndTrace(t *testing.T) {
+	t.Parallel()
+	cfg := startBroker(t)
+	topic := unique("roundtrip")
+	ensure(t, cfg, topic)
+
+	ctx, span := otel.Tracer("test").Start(context.Background(), "produce")
+	var sent []kafka.Message
+	for i := range 20 {
+		m := event(t, topic, fmt.Sprintf("user-%d", i%4), strconv.Itoa(i))
+		m.Headers["x-custom"] = "v" + strconv.Itoa(i)
+		kafka.InjectTrace(ctx, &m)
+		sent = append(sent, m)
+	}
+	span.End()
+	publish(t, cfg, sent...)
+
+	var got collector
+	group := unique("rt-group")
+	runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, got.handle)
+	waitFor(t, "20 messages", func() bool { return got.len() >= len(sent) })
+
+	byID := map[string]kafka.Message{}
+	for _, m := range sent {
+		byID[m.ID()] = m
+	}
+	lastPerKey := map[string]int{}
+	for _, m := range got.snapshot() {
+		want, ok := byID[m.ID()]
+		if !ok {
+			t.Fatalf("unexpected message %s", m)
+		}
+		if string(m.Key) != string(want.Key) || !proto.Equal(decode(t, m.Value), decode(t, want.Value)) {
+			t.Errorf("%s: key/value changed", m)
+		}
+		for k, v := range want.Headers {
+			if m.Headers[k] != v {
+				t.Errorf("%s: header %s = %q, want %q", m, k, m.Headers[k], v)
+			}
+		}
+		if m.Headers[kafka.HeaderTraceparent] == "" {
+			t.Errorf("%s: no traceparent", m)
+		}
+		// Per-key order: payloads of one key arrive increasing.
+		n, _ := strconv.Atoi(decode(t, m.Value).GetValue())
+		if prev, ok := lastPerKey[string(m.Key)]; ok && n < prev {
+			t.Errorf("key %s: %d after %d", m.Key, n, prev)
+		}
+		lastPerKey[string(m.Key)] = n
+	}
+
+	// The consumer span continues the producer's trace.
+	wantTrace := span.SpanContext().TraceID()
+	waitFor(t, "consumer spans", func() bool {
+		n := 0
+		for _, s := range spans.Ended() {
+			if s.Name() == topic+" process" && s.SpanKind() == trace.SpanKindConsumer && s.SpanContext().TraceID() == wantTrace {
+				n++
+			}
+		}
+		return n >= len(sent)
+	})
+}
+
+func decode(t *testing.T, b []byte) *wrapperspb.StringValue {
+	t.Helper()
+	var v wrapperspb.StringValue
+	if err := proto.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return &v
+}
+
+func TestPoisonMessagesGoToDLQ(t *testing.T) {
+	t.Parallel()
+	cfg := startBroker(t)
+	topic := unique("poison")
+	group := unique("poison-group")
+	ensure(t, cfg, topic)
+
+	var handled collector
+	r := kafka.NewRouter()
+	kafka.On(r, func(ctx context.Context, v *wrapperspb.StringValue, m *kafka.Message) error {
+		if v.GetValue() == "poison" {
+			return kafka.Permanent(errors.New("cannot apply poison"))
+		}
+		return handled.handle(ctx, m)
+	})
+
+	// One key, so every message is on one partition behind the poison ones.
+	poison := event(t, topic, "u1", "poison")
+	garbled := event(t, topic, "u1", "x")
+	garbled.Value = []byte{0xff, 0xff, 0xff, 0xff} // known ce_type, undecodable bytes
+	unknown := event(t, topic, "u1", "y")
+	unknown.Headers[kafka.HeaderType] = "puchi.other.v1.Unknown"
+	ok1, ok2 := event(t, topic, "u1", "ok1"), event(t, topic, "u1", "ok2")
+	publish(t, cfg, poison, ok1, garbled, unknown, ok2)
+
+	c, _ := runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}, Backoff: time.Millisecond}, r.Handle)
+	waitFor(t, "2 good messages", func() bool { return handled.len() == 2 })
+	// ok1, ok2 and the skipped unknown count as processed.
+	waitFor(t, "3 processed, 2 dead-lettered", func() bool {
+		s := c.Stats()
+		return s.DeadLettered == 2 && s.Processed == 3
+	})
+	if s := c.Stats(); s.Retried != 0 {
+		t.Errorf("stats = %+v, want 0 retries (Permanent skips them)", s)
+	}
+
+	var dead collector
+	runConsumer(t, cfg, kafka.ConsumerConfig{Group: unique("dlq-reader"), Topics: []string{kafka.DLQTopic(group)}}, dead.handle)
+	waitFor(t, "2 messages in the DLQ", func() bool { return dead.len() == 2 })
+	want := map[string]kafka.Message{poison.ID(): poison, garbled.ID(): garbled}
+	for _, m := range dead.snapshot() {
+		orig, ok := want[m.ID()]
+		if !ok {
+			t.Fatalf("unexpected dead letter %s", m)
+		}
+		if string(m.Key) != "u1" || string(m.Value) != string(orig.Value) || m.Type() != orig.Type() {
+			t.Errorf("dead letter %s lost key, value or headers", m)
+		}
+		if m.Headers[kafka.HeaderDLQTopic] != topic || m.Headers[kafka.HeaderDLQGroup] != group ||
+			m.Headers[kafka.HeaderDLQPartition] == "" || m.Headers[kafka.HeaderDLQOffset] == "" ||
+			m.Headers[kafka.HeaderDLQError] == "" || m.Headers[kafka.HeaderDLQTime] == "" {
+			t.Errorf("dead letter %s: dlq headers incomplete: %v", m, m.Headers)
+		}
+	}
+}
+
+func TestTransientErrorIsRetried(t *testing.T) {
+	t.Parallel()
+	cfg := startBroker(t)
+	topic := unique("transient")
+	ensure(t, cfg, topic)
+	publish(t, cfg, event(t, topic, "u1", "a"))
+
+	var calls atomic.Int32
+	c, _ := runConsumer(t, cfg, kafka.ConsumerConfig{Group: unique("transient-group"), Topics: []string{topic}, Backoff: 5 * time.Millisecond},
+		func(ctx context.Context, m *kafka.Message) error {
+			if calls.Add(1) <= 2 {
+				return errors.New("database is locked")
+			}
+			return nil
+		})
+	waitFor(t, "message processed", func() bool { return c.Stats().Processed == 1 })
+	if s := c.Stats(); s.Retried != 2 || s.DeadLettered != 0 || calls.Load() != 3 {
+		t.Errorf("stats = %+v, calls = %d; want 2 retries, no dead letter, 3 calls", s, calls.Load())
+	}
+}
+
+func TestRestartResumesFromCommittedOffset(t *testing.T) {
+	t.Parallel()
+	cfg := startBroker(t)
+	topic := unique("resume")
+	group := unique("resume-group")
+	ensure(t, cfg, topic)
+
+	var first []kafka.Message
+	for i := range 6 {
+		first = append(first, event(t, topic, fmt.Sprintf("u%d", i%3), "first-"+strconv.Itoa(i)))
+	}
+	publish(t, cfg, first...)
+	var seen1 collector
+	c1, stop1 := runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, seen1.handle)
+	waitFor(t, "first batch", func() bool { return c1.Stats().Processed == uint64(len(first)) })
+	stop1()
+
+	var second []kafka.Message
+	for i := range 6 {
+		second = append(second, event(t, topic, fmt.Sprintf("u%d", i%3), "second-"+strconv.Itoa(i)))
+	}
+	publish(t, cfg, second...)
+	var seen2 collector
+	runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, seen2.handle)
+	// Every key's partition holds the first batch before the second, so once the
+	// second batch is in, any redelivery of the first would have been seen.
+	waitFor(t, "second batch", func() bool { return seen2.len() >= len(second) })
+	for _, m := range seen2.snapshot() {
+		if v := decode(t, m.Value).GetValue(); v[:6] != "second" {
+			t.Errorf("restarted consumer reprocessed %s (%s)", m, v)
+		}
+	}
+}
+
+func TestCancelDuringRetryDoesNotDeadLetter(t *testing.T) {
+	t.Parallel()
+	cfg := startBroker(t)
+	topic := unique("cancel")
+	group := unique("cancel-group")
+	ensure(t, cfg, topic)
+	msg := event(t, topic, "u1", "stuck")
+	publish(t, cfg, msg)
+
+	c, stop := runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}, MaxRetries: 1000, Backoff: 10 * time.Millisecond},
+		func(ctx context.Context, m *kafka.Message) error { return errors.New("downstream unavailable") })
+	waitFor(t, "a retry", func() bool { return c.Stats().Retried >= 2 })
+	stop()
+	if s := c.Stats(); s.DeadLettered != 0 || s.Processed != 0 {
+		t.Fatalf("stats after cancel = %+v, want nothing dead-lettered or processed", s)
+	}
+	if n := highWatermarks(t, cfg, kafka.DLQTopic(group)); n != 0 {
+		t.Fatalf("DLQ holds %d records, want 0", n)
+	}
+
+	// The offset was not stored: the same group gets the message again.
+	var again collector
+	runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, again.handle)
+	waitFor(t, "redelivery", func() bool { return again.len() == 1 })
+	if got := again.snapshot()[0].ID(); got != msg.ID() {
+		t.Fatalf("redelivered %s, want %s", got, msg.ID())
+	}
+}
+
+// highWatermarks sums the high watermarks of topic's partitions.
+func highWatermarks(t *testing.T, cfg kafka.Config, topic string) int64 {
+	t.Helper()
+	c, err := ck.NewConsumer(&ck.ConfigMap{"bootstrap.servers": cfg.Brokers, "group.id": unique("hw")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var total int64
+	for p := range describe(t, cfg, topic)[topic].Partitions {
+		_, high, err := c.QueryWatermarkOffsets(topic, int32(p), int(waitTimeout.Milliseconds()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += high
+	}
+	return total
+}
+
+func TestPublishAfterCloseFails(t *testing.T) {
+	t.Parallel()
+	cfg := startBroker(t)
+	p, err := kafka.NewProducer(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	errs := p.Publish(t.Context(), []kafka.Message{event(t, "x", "k", "v")})
+	if len(errs) != 1 || !errors.Is(errs[0], kafka.ErrProducerClosed) {
+		t.Fatalf("Publish after Close = %v, want ErrProducerClosed", errs)
+	}
+}

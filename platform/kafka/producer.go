@@ -1,0 +1,269 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// ErrProducerClosed is returned by [Producer.Publish] after [Producer.Close].
+var ErrProducerClosed = errors.New("kafka: producer closed")
+
+// Producer is Puchi's idempotent Kafka producer (enable.idempotence=true,
+// acks=all): no duplicates from internal retries and per-key (per-partition)
+// order preserved. It is safe for concurrent use. A background goroutine always
+// drains the client's event channel, so delivery reports and client errors never
+// block the producer.
+type Producer struct {
+	p      *ck.Producer
+	log    *slog.Logger
+	mu     sync.RWMutex // guards closed against Publish racing Close
+	closed bool
+	done   chan struct{} // closed when the event loop has exited
+	fatal  atomic.Pointer[error]
+}
+
+// batch tracks the delivery reports of one Publish call.
+type batch struct {
+	mu        sync.Mutex
+	errs      []error
+	delivered []bool
+	remaining int
+	done      chan struct{}
+}
+
+// slot is the Opaque of one produced record.
+type slot struct {
+	b *batch
+	i int
+}
+
+// NewProducer creates an idempotent producer for cfg. It does not block on the
+// network. The caller must call [Producer.Close].
+func NewProducer(cfg Config, log *slog.Logger) (*Producer, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p, err := ck.NewProducer(cfg.producerConfig())
+	if err != nil {
+		return nil, fmt.Errorf("kafka: new producer: %w", err)
+	}
+	pr := &Producer{p: p, log: log.With("component", "kafka-producer"), done: make(chan struct{})}
+	go pr.eventLoop()
+	return pr, nil
+}
+
+// eventLoop drains Events() until the client closes the channel.
+func (pr *Producer) eventLoop() {
+	defer close(pr.done)
+	for ev := range pr.p.Events() {
+		switch e := ev.(type) {
+		case *ck.Message:
+			s, ok := e.Opaque.(*slot)
+			if !ok {
+				continue
+			}
+			s.b.report(s.i, e.TopicPartition.Error)
+		case ck.Error:
+			if e.IsFatal() {
+				err := error(e)
+				pr.fatal.Store(&err)
+				pr.log.Error("kafka producer fatal error", "err", e)
+			} else {
+				pr.log.Warn("kafka producer error", "err", e, "code", e.Code())
+			}
+		}
+	}
+}
+
+func (b *batch) report(i int, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.delivered[i] {
+		return
+	}
+	b.delivered[i] = true
+	b.errs[i] = err
+	b.remaining--
+	if b.remaining == 0 {
+		close(b.done)
+	}
+}
+
+// snapshot returns the per-message results, with cause for the undelivered ones.
+func (b *batch) snapshot(cause error) []error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]error, len(b.errs))
+	for i := range b.errs {
+		if b.delivered[i] {
+			out[i] = b.errs[i]
+		} else {
+			out[i] = cause
+		}
+	}
+	return out
+}
+
+// Publish produces every message, then blocks until each has its delivery report
+// or ctx is done. The result has one entry per message: nil means the broker has
+// acknowledged it (acks=all); a non-nil entry is the delivery error, or ctx's
+// error for a message still unacknowledged when ctx ended (it may still be
+// delivered later: treat it as "unknown", not "lost"). Messages with the same key
+// and topic are delivered in slice order, also across calls from one goroutine.
+// A message with Partition < 0 is placed by the murmur2 partitioner from its key.
+// Safe for concurrent use.
+func (pr *Producer) Publish(ctx context.Context, msgs []Message) []error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	b := &batch{
+		errs:      make([]error, len(msgs)),
+		delivered: make([]bool, len(msgs)),
+		remaining: len(msgs),
+		done:      make(chan struct{}),
+	}
+	pr.mu.RLock()
+	if pr.closed {
+		pr.mu.RUnlock()
+		return fill(len(msgs), ErrProducerClosed)
+	}
+	if f := pr.fatal.Load(); f != nil {
+		pr.mu.RUnlock()
+		return fill(len(msgs), *f)
+	}
+	for i := range msgs {
+		if err := pr.produce(ctx, &msgs[i], &slot{b: b, i: i}); err != nil {
+			b.report(i, err)
+		}
+	}
+	pr.mu.RUnlock()
+
+	select {
+	case <-b.done:
+		return b.snapshot(nil)
+	case <-ctx.Done():
+		return b.snapshot(ctx.Err())
+	}
+}
+
+// produce enqueues one message, waiting while the local queue is full.
+func (pr *Producer) produce(ctx context.Context, m *Message, s *slot) error {
+	km := toConfluent(m)
+	km.Opaque = s
+	for {
+		err := pr.p.Produce(km, nil)
+		var kerr ck.Error
+		if err == nil || !errors.As(err, &kerr) || kerr.Code() != ck.ErrQueueFull {
+			if err != nil {
+				return fmt.Errorf("kafka: produce to %s: %w", m.Topic, err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Close waits until every queued message is delivered (or ctx is done), then
+// closes the client. Later Publish calls return [ErrProducerClosed]. It returns an
+// error if messages were still undelivered when ctx ended. Calling it again is a
+// no-op.
+func (pr *Producer) Close(ctx context.Context) error {
+	pr.mu.Lock()
+	if pr.closed {
+		pr.mu.Unlock()
+		return nil
+	}
+	pr.closed = true
+	pr.mu.Unlock()
+
+	var err error
+	for {
+		left := pr.p.Flush(100)
+		if left == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("kafka: producer closed with %d undelivered messages: %w", left, ctx.Err())
+			pr.p.Purge(ck.PurgeQueue | ck.PurgeInFlight | ck.PurgeNonBlocking)
+			break
+		}
+	}
+	pr.p.Close()
+	<-pr.done
+	return err
+}
+
+// toConfluent converts m to a client message; headers are sorted by name so the
+// wire order is deterministic.
+func toConfluent(m *Message) *ck.Message {
+	part := m.Partition
+	if part < 0 {
+		part = ck.PartitionAny
+	}
+	topic := m.Topic
+	km := &ck.Message{
+		TopicPartition: ck.TopicPartition{Topic: &topic, Partition: part},
+		Key:            m.Key,
+		Value:          m.Value,
+	}
+	if !m.Timestamp.IsZero() {
+		km.Timestamp = m.Timestamp
+	}
+	if len(m.Headers) > 0 {
+		names := make([]string, 0, len(m.Headers))
+		for k := range m.Headers {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		km.Headers = make([]ck.Header, len(names))
+		for i, k := range names {
+			km.Headers[i] = ck.Header{Key: k, Value: []byte(m.Headers[k])}
+		}
+	}
+	return km
+}
+
+// fromConfluent converts a consumed client message.
+func fromConfluent(km *ck.Message) *Message {
+	m := &Message{
+		Partition: km.TopicPartition.Partition,
+		Offset:    int64(km.TopicPartition.Offset),
+		Key:       km.Key,
+		Value:     km.Value,
+		Timestamp: km.Timestamp,
+	}
+	if km.TopicPartition.Topic != nil {
+		m.Topic = *km.TopicPartition.Topic
+	}
+	if len(km.Headers) > 0 {
+		m.Headers = make(map[string]string, len(km.Headers))
+		for _, h := range km.Headers {
+			m.Headers[h.Key] = string(h.Value)
+		}
+	}
+	return m
+}
+
+func fill(n int, err error) []error {
+	out := make([]error, n)
+	for i := range out {
+		out[i] = err
+	}
+	return out
+}
