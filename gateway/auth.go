@@ -29,7 +29,11 @@ func requireToken(verify func(token string) error, next http.Handler) http.Handl
 			return
 		}
 		h := r.Header.Get("Authorization")
-		token, ok := strings.CutPrefix(h, "Bearer ")
+		var token string
+		ok := len(h) > 7 && strings.EqualFold(h[:7], "Bearer ")
+		if ok {
+			token = h[7:]
+		}
 		if !ok || strings.TrimSpace(token) == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="puchi"`)
 			writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", "TOKEN_MISSING", "missing bearer token: send Authorization: Bearer <access_token>", nil, 0)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -82,7 +83,16 @@ func statusName(c codes.Code) string {
 
 // grpcErrorHandler is the grpc-gateway error handler: every error leaves as [ErrorBody].
 func grpcErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	var hse *runtime.HTTPStatusError
+	if errors.As(err, &hse) {
+		writeError(w, hse.HTTPStatus, statusName(status.Code(hse.Err)), "", status.Convert(hse.Err).Message(), nil, 0)
+		return
+	}
 	st := status.Convert(err)
+	if st.Code() == codes.Unknown {
+		writeError(w, http.StatusInternalServerError, "INTERNAL", "", "internal error", nil, 0)
+		return
+	}
 	if st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "request body too large") {
 		writeError(w, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE", "BODY_TOO_LARGE", "request body is larger than the limit", nil, 0)
 		return

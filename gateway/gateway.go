@@ -66,8 +66,6 @@ type Gateway struct {
 	cfg     Config
 	handler http.Handler
 	ln      net.Listener
-	mu      sync.Mutex
-	srv     *http.Server
 }
 
 // New builds the routes. It listens at once, so that the caller knows the address
@@ -135,6 +133,9 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 // Addr is the address the gateway listens on.
 func (g *Gateway) Addr() string { return g.ln.Addr().String() }
 
+// Close releases the listener of a gateway that never ran.
+func (g *Gateway) Close() error { return g.ln.Close() }
+
 // Name identifies the component in logs.
 func (g *Gateway) Name() string { return "gateway" }
 
@@ -152,6 +153,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
 		return fmt.Errorf("gateway shutdown: %w", err)
 	}
 	return nil
@@ -226,6 +228,9 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 }
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) WriteHeader(code int) { s.status = code; s.ResponseWriter.WriteHeader(code) }
 

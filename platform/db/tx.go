@@ -1,0 +1,97 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Tx is a transaction opened by [DB.InTx]. It belongs to the goroutine running the
+// InTx callback and must not be used after the callback returns.
+type Tx struct {
+	tx      *sql.Tx
+	dialect Dialect
+}
+
+// Dialect reports which engine the transaction runs on.
+func (t *Tx) Dialect() Dialect { return t.dialect }
+
+// ExecContext runs a statement in the transaction. Placeholders are '?'.
+func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, rebind(t.dialect, query), args...)
+}
+
+// QueryContext runs a query in the transaction; it sees the transaction's own
+// writes. The caller must close the rows before the next statement on SQLite.
+func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, rebind(t.dialect, query), args...)
+}
+
+// QueryRowContext runs a single-row query in the transaction.
+func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, rebind(t.dialect, query), args...)
+}
+
+// InTx runs fn in a transaction and commits it if fn returns nil; if fn returns an
+// error or panics, the transaction is rolled back (and the panic re-raised). After a
+// successful commit, and only then, every hook registered with [DB.AfterCommit] runs
+// synchronously on the calling goroutine before InTx returns.
+//
+// InTx blocks until a connection is available: on SQLite until the single writer is
+// free (transactions are serialised and begin with BEGIN IMMEDIATE, so they never
+// fail with SQLITE_BUSY), on PostgreSQL until the pool has a connection. Cancelling
+// ctx rolls the transaction back. Transactions do not nest: fn must use the [Tx] it
+// is given, never the DB. The error fn returns is returned unwrapped; a commit
+// failure is wrapped, and then the outcome is unknown only if the connection broke.
+// Isolation is the engine's default (SQLite: serializable; PostgreSQL: read committed).
+func (d *DB) InTx(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	sqlTx, err := d.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("db: begin: %w", err)
+	}
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		// fn panicked or called runtime.Goexit (t.FailNow): never leak the transaction.
+		_ = sqlTx.Rollback()
+		if p := recover(); p != nil {
+			panic(p)
+		}
+	}()
+	if err := fn(ctx, &Tx{tx: sqlTx, dialect: d.dialect}); err != nil {
+		done = true
+		if rbErr := sqlTx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			d.log.WarnContext(ctx, "rollback failed", "err", rbErr)
+		}
+		return err
+	}
+	done = true
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("db: commit: %w", err)
+	}
+	d.runHooks()
+	return nil
+}
+
+// AfterCommit registers fn to run after every successful [DB.InTx] commit, on the
+// committing goroutine. Hooks must be fast and must not block (the outbox relay
+// registers its non-blocking Wake); they run in registration order. It is safe to
+// call concurrently with transactions; a hook registered mid-commit may or may not
+// run for that commit.
+func (d *DB) AfterCommit(fn func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.hooks = append(d.hooks, fn)
+}
+
+func (d *DB) runHooks() {
+	d.mu.RLock()
+	hooks := d.hooks
+	d.mu.RUnlock()
+	for _, h := range hooks {
+		h()
+	}
+}
