@@ -1,0 +1,188 @@
+// Command puchi is the one binary of Puchi: `puchi run` starts everything in one
+// process (embedded Kafka + SQLite), `puchi serve <svc...>` runs chosen services
+// (what a container runs), `puchi gateway` the REST edge, `puchi broker` only the
+// embedded broker, `puchi topics` provisions or lists topics.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+	_ "time/tzdata" // IANA zones for timezone validation on machines without zoneinfo
+
+	"github.com/puchi-dev/puchi/internal/system"
+	"github.com/puchi-dev/puchi/platform/broker"
+	"github.com/puchi-dev/puchi/platform/config"
+	"github.com/puchi-dev/puchi/platform/kafka"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "puchi:", err)
+		var u usageError
+		if errors.As(err, &u) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		printHelp(stdout)
+		return nil
+	}
+	cmd, rest := args[0], args[1:]
+	if wantsHelp(rest) || cmd == "help" || cmd == "-h" || cmd == "--help" {
+		printHelp(stdout)
+		return nil
+	}
+	cfg := &system.Config{}
+	if err := config.Load(cfg, os.LookupEnv); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	ctx := context.Background()
+	switch cmd {
+	case "run":
+		if len(rest) > 0 {
+			return usageError{"run takes no arguments (configure it with environment variables, see 'puchi help')"}
+		}
+		return serve(ctx, cfg, system.Options{Embedded: cfg.Brokers == "", Services: system.ServiceNames(cfg), Gateway: true}, stdout)
+	case "serve":
+		if len(rest) == 0 {
+			return usageError{"serve needs service names; have: " + strings.Join(system.ServiceNames(cfg), ", ")}
+		}
+		return serve(ctx, cfg, system.Options{Services: rest}, stdout)
+	case "gateway":
+		return serve(ctx, cfg, system.Options{Gateway: true}, stdout)
+	case "broker":
+		return runBroker(ctx, cfg, stdout)
+	case "topics":
+		return topics(ctx, cfg, rest, stdout)
+	case "version":
+		fmt.Fprintln(stdout, "puchi", version)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q; see 'puchi help'", cmd)}
+}
+
+var version = "dev"
+
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			return true
+		}
+	}
+	return false
+}
+
+func serve(ctx context.Context, cfg *system.Config, opt system.Options, stdout io.Writer) error {
+	start := time.Now()
+	sys, err := system.Build(ctx, cfg, opt)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "puchi is up in %s (data: %s, database: %s)\n", time.Since(start).Round(time.Millisecond), cfg.DataDir, databaseKind(cfg))
+	for _, l := range sys.Listening() {
+		fmt.Fprintln(stdout, "  "+l)
+	}
+	fmt.Fprintln(stdout, "Ctrl-C stops it cleanly.")
+	return sys.Run(ctx)
+}
+
+func databaseKind(cfg *system.Config) string {
+	if cfg.DatabaseURL != "" {
+		return "PostgreSQL"
+	}
+	return "SQLite"
+}
+
+func runBroker(ctx context.Context, cfg *system.Config, stdout io.Writer) error {
+	log := system.NewLogger(cfg, os.Stderr)
+	b, err := broker.Start(broker.Config{Addr: cfg.BrokerAddr, DataDir: cfg.DataDir + "/kafka", Retention: cfg.Retention}, log)
+	if err != nil {
+		return fmt.Errorf("embedded broker on %s (PUCHI_BROKER_ADDR): %w", cfg.BrokerAddr, err)
+	}
+	defer b.Close()
+	kc := cfg.Kafka(b.Addrs())
+	if err := kafka.EnsureTopics(ctx, kc, kafka.Topics...); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "embedded Kafka broker on %s (data: %s/kafka); %d topics ready. Ctrl-C stops it.\n", b.Addrs(), cfg.DataDir, len(kafka.Topics))
+	sctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-sctx.Done()
+	return nil
+}
+
+func topics(ctx context.Context, cfg *system.Config, args []string, stdout io.Writer) error {
+	brokers := cfg.Brokers
+	if brokers == "" {
+		brokers = cfg.BrokerAddr
+	}
+	kc := cfg.Kafka(brokers)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	sub := "list"
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch sub {
+	case "ensure":
+		if err := kafka.EnsureTopics(ctx, kc, kafka.Topics...); err != nil {
+			return fmt.Errorf("ensure topics on %s: %w", brokers, err)
+		}
+		fmt.Fprintf(stdout, "%d topics ready on %s\n", len(kafka.Topics), brokers)
+		fallthrough
+	case "list":
+		info, err := kafka.DescribeTopics(ctx, kc, kafka.Topics...)
+		if err != nil {
+			return fmt.Errorf("describe topics on %s (is the broker running? 'make run' or 'puchi broker'): %w", brokers, err)
+		}
+		fmt.Fprintf(stdout, "%-22s %10s %12s\n", "TOPIC", "PARTITIONS", "RETENTION")
+		for _, t := range kafka.Topics {
+			i, ok := info[t]
+			if !ok {
+				fmt.Fprintf(stdout, "%-22s %10s %12s\n", t, "missing", "-")
+				continue
+			}
+			fmt.Fprintf(stdout, "%-22s %10d %12s\n", t, i.Partitions, i.Retention)
+		}
+		return nil
+	}
+	return usageError{"topics takes 'list' or 'ensure'"}
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprint(w, `puchi — the Puchi language-learning backend
+
+Usage:
+  puchi run                 everything in one process: embedded Kafka (unless KAFKA_BROKERS
+                            is set), SQLite under PUCHI_DATA_DIR (unless PUCHI_DATABASE_URL),
+                            every service and the REST gateway on :8000
+  puchi serve SERVICE...    run the named services against KAFKA_BROKERS
+  puchi gateway             run the REST gateway against running services
+  puchi broker              run only the embedded Kafka broker (PUCHI_BROKER_ADDR)
+  puchi topics list|ensure  show or provision the topics on the broker
+  puchi version             print the version
+  puchi help                this text
+
+Services: user (gRPC :50051, admin :8001).
+Per service: PUCHI_<SVC>_GRPC_ADDR and PUCHI_<SVC>_ADMIN_ADDR (listen), PUCHI_<SVC>_ADDR
+(where the gateway dials it; default 127.0.0.1:<port>).
+
+Environment:
+`)
+	fmt.Fprint(w, config.Usage(&system.Config{}))
+}

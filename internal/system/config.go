@@ -1,0 +1,94 @@
+package system
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/puchi-dev/puchi/platform/kafka"
+)
+
+// Config is the process configuration, read from the environment by
+// platform/config. `puchi help` prints this table.
+type Config struct {
+	DataDir     string        `env:"PUCHI_DATA_DIR" default:"./data" help:"where SQLite files, the embedded broker's log and the JWT key live"`
+	Brokers     string        `env:"KAFKA_BROKERS" help:"Kafka bootstrap servers; empty: 'puchi run' starts the embedded broker, other commands use PUCHI_BROKER_ADDR"`
+	BrokerAddr  string        `env:"PUCHI_BROKER_ADDR" default:"127.0.0.1:9092" help:"listen address of the embedded broker"`
+	Partitions  int           `env:"KAFKA_PARTITIONS" default:"3" help:"partitions of each provisioned topic"`
+	Replication int           `env:"KAFKA_REPLICATION_FACTOR" default:"1" help:"replication factor of provisioned topics"`
+	Retention   time.Duration `env:"KAFKA_RETENTION" default:"720h" help:"retention.ms set on every topic (30 days)"`
+	TopicRet    string        `env:"KAFKA_TOPIC_RETENTION" help:"per-topic retention overrides: topic=duration,..."`
+	DatabaseURL string        `env:"PUCHI_DATABASE_URL" help:"PostgreSQL URL (one schema per service); empty: SQLite files under PUCHI_DATA_DIR"`
+
+	GatewayAddr  string  `env:"PUCHI_GATEWAY_ADDR" default:":8000" help:"REST gateway listen address"`
+	RateLimit    float64 `env:"PUCHI_GATEWAY_RATE_LIMIT" default:"50" help:"REST requests per second per client IP (0 disables)"`
+	RateBurst    int     `env:"PUCHI_GATEWAY_RATE_BURST" default:"100" help:"REST burst per client IP"`
+	MaxBodyBytes int64   `env:"PUCHI_GATEWAY_MAX_BODY_BYTES" default:"1048576" help:"largest accepted REST request body"`
+
+	JWTKeyFile  string        `env:"PUCHI_JWT_KEY_FILE" help:"Ed25519 private key (PEM); default PUCHI_DATA_DIR/keys/jwt-ed25519.pem, created on first run"`
+	JWTIssuer   string        `env:"PUCHI_JWT_ISSUER" default:"puchi-user" help:"iss of access tokens"`
+	JWTAudience string        `env:"PUCHI_JWT_AUDIENCE" default:"puchi" help:"aud of access tokens"`
+	AccessTTL   time.Duration `env:"PUCHI_ACCESS_TOKEN_TTL" default:"15m" help:"access token lifetime"`
+	RefreshTTL  time.Duration `env:"PUCHI_REFRESH_TOKEN_TTL" default:"720h" help:"refresh token lifetime"`
+
+	LogLevel     slog.Level `env:"PUCHI_LOG_LEVEL" default:"info" help:"debug, info, warn or error"`
+	LogFormat    string     `env:"PUCHI_LOG_FORMAT" default:"json" help:"json or text"`
+	OTLPEndpoint string     `env:"OTEL_EXPORTER_OTLP_ENDPOINT" help:"OTLP/gRPC endpoint for traces; empty: traces stay in process"`
+}
+
+// Validate checks what the types cannot, naming the variable.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("PUCHI_DATA_DIR: must not be empty"))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("PUCHI_LOG_FORMAT: %q is not json or text", c.LogFormat))
+	}
+	if c.AccessTTL <= 0 || c.RefreshTTL <= c.AccessTTL {
+		errs = append(errs, errors.New("PUCHI_REFRESH_TOKEN_TTL: must be longer than PUCHI_ACCESS_TOKEN_TTL (both positive)"))
+	}
+	if c.RateLimit < 0 {
+		errs = append(errs, errors.New("PUCHI_GATEWAY_RATE_LIMIT: must not be negative"))
+	}
+	if _, err := c.topicRetention(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// KeyFile is the JWT key path, defaulted under the data folder.
+func (c *Config) KeyFile() string {
+	if c.JWTKeyFile != "" {
+		return c.JWTKeyFile
+	}
+	return filepath.Join(c.DataDir, "keys", "jwt-ed25519.pem")
+}
+
+func (c *Config) topicRetention() (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	if strings.TrimSpace(c.TopicRet) == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(c.TopicRet, ",") {
+		topic, d, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		dur, err := time.ParseDuration(d)
+		if !ok || topic == "" || err != nil || dur <= 0 {
+			return nil, fmt.Errorf("KAFKA_TOPIC_RETENTION: %q is not topic=duration (e.g. user-events=168h)", kv)
+		}
+		out[topic] = dur
+	}
+	return out, nil
+}
+
+// Kafka is the client configuration for brokers.
+func (c *Config) Kafka(brokers string) kafka.Config {
+	tr, _ := c.topicRetention()
+	return kafka.Config{
+		Brokers: brokers, ClientID: "puchi", Partitions: c.Partitions, ReplicationFactor: c.Replication,
+		Retention: c.Retention, TopicRetention: tr,
+	}.WithDefaults()
+}

@@ -1,0 +1,285 @@
+// Package system is Puchi's composition root: it turns a [Config] and the list of
+// services into one running process — the embedded broker (or a real cluster),
+// topics, every chosen service, the gateway — with one shutdown order. cmd/puchi
+// is a thin CLI over it; the end-to-end tests boot it on free ports.
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/puchi-dev/puchi/gateway"
+	"github.com/puchi-dev/puchi/gen/openapi"
+	"github.com/puchi-dev/puchi/platform/app"
+	"github.com/puchi-dev/puchi/platform/auth"
+	"github.com/puchi-dev/puchi/platform/broker"
+	"github.com/puchi-dev/puchi/platform/grpcx"
+	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/service"
+	"github.com/puchi-dev/puchi/platform/telemetry"
+	"github.com/puchi-dev/puchi/services/user"
+)
+
+// Specs lists every service that exists, in start order.
+func Specs(cfg *Config) []service.Spec {
+	return []service.Spec{
+		user.Spec(user.Config{AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL}),
+	}
+}
+
+// ServiceNames are the names of [Specs].
+func ServiceNames(cfg *Config) []string {
+	var names []string
+	for _, s := range Specs(cfg) {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// Options choose what a process runs.
+type Options struct {
+	Embedded bool     // start the in-process broker (used when KAFKA_BROKERS is empty)
+	Services []string // services to host here; empty: none
+	Gateway  bool     // run the REST gateway
+	// Addrs overrides listen addresses per service (tests use ":0"); missing
+	// entries come from PUCHI_<SVC>_GRPC_ADDR / _ADMIN_ADDR or the default ports.
+	Addrs map[string]service.Addrs
+	// Lookup reads per-service variables; nil means os.LookupEnv.
+	Lookup func(string) (string, bool)
+	Log    *slog.Logger // nil: built from Config (JSON or text on stderr)
+}
+
+// System is a built process, ready to [System.Run].
+type System struct {
+	App       *app.App
+	Log       *slog.Logger
+	Broker    *broker.Broker // nil with an external cluster
+	Brokers   string         // bootstrap servers in use
+	Instances []*service.Instance
+	Gateway   *gateway.Gateway
+	Kafka     kafka.Config
+}
+
+// Build starts the broker (if embedded), provisions the topics, opens and migrates
+// every chosen service and listens on every address. It serves nothing until
+// [System.Run]. On error everything it opened is closed again.
+func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error) {
+	lookup := opt.Lookup
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	log := opt.Log
+	if log == nil {
+		log = NewLogger(cfg, os.Stderr)
+	}
+	s := &System{Log: log, App: app.New("puchi", log)}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for _, c := range slices.Backward(closers) {
+				c()
+			}
+		}
+	}()
+
+	shutdownTracing, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "puchi", OTLPEndpoint: cfg.OTLPEndpoint, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { _ = shutdownTracing(context.Background()) })
+
+	// Kafka: embedded or external, then the topics.
+	s.Brokers = cfg.Brokers
+	if opt.Embedded {
+		b, err := broker.Start(broker.Config{
+			Addr: cfg.BrokerAddr, DataDir: filepath.Join(cfg.DataDir, "kafka"), Retention: cfg.Retention,
+		}, log.With("component", "broker"))
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker on %s (PUCHI_BROKER_ADDR): %w", cfg.BrokerAddr, err)
+		}
+		closers = append(closers, b.Close)
+		s.Broker, s.Brokers = b, b.Addrs()
+	} else if s.Brokers == "" {
+		s.Brokers = cfg.BrokerAddr
+	}
+	s.Kafka = cfg.Kafka(s.Brokers)
+	if err := s.Kafka.Validate(); err != nil {
+		return nil, err
+	}
+	if len(opt.Services) > 0 || opt.Embedded {
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := kafka.EnsureTopics(tctx, s.Kafka, kafka.Topics...)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("provision topics on %s (KAFKA_BROKERS): %w", s.Brokers, err)
+		}
+	}
+
+	// Auth: one Ed25519 key; the user service signs, everyone verifies.
+	key, err := auth.LoadOrCreateKey(cfg.KeyFile())
+	if err != nil {
+		return nil, fmt.Errorf("PUCHI_JWT_KEY_FILE: %w", err)
+	}
+	tokenCfg := auth.TokenConfig{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
+	issuer, err := auth.NewIssuer(key, tokenCfg)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := auth.NewVerifier(tokenCfg, key.Public)
+	if err != nil {
+		return nil, err
+	}
+
+	var producer *kafka.Producer
+	if len(opt.Services) > 0 {
+		if producer, err = kafka.NewProducer(s.Kafka, log.With("component", "producer")); err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() { _ = producer.Close(context.Background()) })
+	}
+	specs := map[string]service.Spec{}
+	for _, sp := range Specs(cfg) {
+		specs[sp.Name] = sp
+	}
+	metrics := prometheus.NewRegistry()
+	for _, name := range opt.Services {
+		sp, ok := specs[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown service %q (have: %s)", name, strings.Join(ServiceNames(cfg), ", "))
+		}
+		addrs, ok := opt.Addrs[name]
+		if !ok {
+			addrs = service.Addrs{
+				GRPC:  envOr(lookup, envName(name, "GRPC_ADDR"), fmt.Sprintf(":%d", sp.GRPCPort)),
+				Admin: envOr(lookup, envName(name, "ADMIN_ADDR"), fmt.Sprintf(":%d", sp.AdminPort)),
+			}
+		}
+		inst, err := service.Start(ctx, sp, addrs, service.Shared{
+			Kafka: s.Kafka, Producer: producer, DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL,
+			Verifier: verifier, Issuer: issuer, Log: log, Metrics: metrics,
+		})
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, inst.Close)
+		s.Instances = append(s.Instances, inst)
+	}
+
+	var conns []*grpc.ClientConn
+	if opt.Gateway {
+		upstreams := map[string]*grpc.ClientConn{}
+		for _, sp := range Specs(cfg) {
+			target := envOr(lookup, envName(sp.Name, "ADDR"), fmt.Sprintf("127.0.0.1:%d", sp.GRPCPort))
+			for _, inst := range s.Instances {
+				if inst.Spec.Name == sp.Name {
+					target = inst.GRPCAddr()
+				}
+			}
+			conn, err := grpcx.Dial(target, grpcx.ClientConfig{})
+			if err != nil {
+				return nil, err
+			}
+			closers = append(closers, func() { _ = conn.Close() })
+			conns = append(conns, conn)
+			upstreams[sp.Name] = conn
+		}
+		s.Gateway, err = gateway.New(ctx, gateway.Config{
+			Addr: cfg.GatewayAddr, Upstreams: upstreams, OpenAPI: openapi.JSON,
+			Verify: func(tok string) error { _, err := verifier.Verify(tok); return err },
+			RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, MaxBodyBytes: cfg.MaxBodyBytes,
+			Log: log.With("component", "gateway"),
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	// Components and the shutdown order: gateway first (stop taking requests),
+	// then the services (architecture.md's order, in service.Mount), then the
+	// gateway's connections, the broker and the traces.
+	if s.Gateway != nil {
+		s.App.Add(s.Gateway)
+		s.App.StopComponents(15*time.Second, s.Gateway)
+	}
+	service.Mount(s.App, producer, s.Instances...)
+	s.App.OnStop("close connections", time.Second, func(context.Context) error {
+		var errs []error
+		for _, c := range conns {
+			errs = append(errs, c.Close())
+		}
+		return errors.Join(errs...)
+	})
+	if s.Broker != nil {
+		s.App.OnStop("stop broker", 10*time.Second, func(context.Context) error { s.Broker.Close(); return nil })
+	}
+	s.App.OnStop("flush traces", 5*time.Second, shutdownTracing)
+	return s, nil
+}
+
+// Run runs until ctx is cancelled or SIGINT/SIGTERM, then shuts down in order.
+func (s *System) Run(ctx context.Context) error { return s.App.Run(ctx) }
+
+// Listening describes every listener, for the start-up banner.
+func (s *System) Listening() []string {
+	var out []string
+	if s.Gateway != nil {
+		out = append(out, fmt.Sprintf("gateway    REST http://%s  (docs: /docs, health: /health)", hostPort(s.Gateway.Addr())))
+	}
+	for _, i := range s.Instances {
+		out = append(out, fmt.Sprintf("%-10s gRPC %s  admin http://%s/health", i.Spec.Name, hostPort(i.GRPCAddr()), hostPort(i.AdminAddr())))
+	}
+	kind := "external"
+	if s.Broker != nil {
+		kind = "embedded"
+	}
+	out = append(out, fmt.Sprintf("kafka      %s (%s), topics: %s", s.Brokers, kind, strings.Join(sortedTopics(), ", ")))
+	return out
+}
+
+func sortedTopics() []string {
+	t := slices.Clone(kafka.Topics)
+	sort.Strings(t)
+	return t
+}
+
+// hostPort shows "[::]:8000" as "localhost:8000".
+func hostPort(addr string) string {
+	for _, p := range []string{"[::]:", "0.0.0.0:"} {
+		if rest, ok := strings.CutPrefix(addr, p); ok {
+			return "localhost:" + rest
+		}
+	}
+	return addr
+}
+
+// envName is PUCHI_<SERVICE>_<SUFFIX>, e.g. PUCHI_USER_GRPC_ADDR.
+func envName(service, suffix string) string {
+	return "PUCHI_" + strings.ToUpper(service) + "_" + suffix
+}
+
+func envOr(lookup func(string) (string, bool), name, def string) string {
+	if v, ok := lookup(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// NewLogger builds the process logger: JSON (or text) with trace ids.
+func NewLogger(cfg *Config, w io.Writer) *slog.Logger {
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	}
+	return telemetry.NewLogger("puchi", cfg.LogLevel, w)
+}

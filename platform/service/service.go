@@ -1,0 +1,222 @@
+// Package service hosts one Puchi service: given its [Spec] (name, migrations,
+// gRPC registration, event handlers), [Start] opens its database, runs its
+// migrations, builds its gRPC server with the platform interceptors, its outbox
+// relay, its consumer group and its admin HTTP server. Every service is hosted the
+// same way, so a reader who knows one knows all; the composition root (cmd/puchi)
+// only lists specs and addresses.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+
+	"github.com/puchi-dev/puchi/platform/app"
+	"github.com/puchi-dev/puchi/platform/auth"
+	"github.com/puchi-dev/puchi/platform/db"
+	"github.com/puchi-dev/puchi/platform/grpcx"
+	"github.com/puchi-dev/puchi/platform/health"
+	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/outbox"
+)
+
+// Spec is what a service contributes. Everything else is the host's.
+type Spec struct {
+	Name          string   // "user": group "user-service-group", SQLite user.db, PostgreSQL schema "user"
+	GRPCPort      int      // default gRPC port (architecture.md's table)
+	AdminPort     int      // default admin HTTP port (/health, /ready, /metrics)
+	Migrations    fs.FS    // holds migrations/*.sql (goose)
+	PublicMethods []string // full gRPC method names callable without a token
+	Topics        []string // topics the consumer group reads; none means no consumer
+	// Register mounts the gRPC service on deps.GRPC and the event handlers on
+	// deps.Router. It runs once, after migrations.
+	Register func(deps Deps) error
+}
+
+// Group is the service's consumer group: "<name>-service-group".
+func (s Spec) Group() string { return s.Name + "-service-group" }
+
+// Deps is what [Spec.Register] gets to build its handlers.
+type Deps struct {
+	DB     *db.DB
+	GRPC   grpc.ServiceRegistrar
+	Router *kafka.Router
+	Group  string
+	Issuer *auth.Issuer // the token issuer; only the user service uses it
+	Log    *slog.Logger
+}
+
+// Shared is what every service of a process shares.
+type Shared struct {
+	Kafka       kafka.Config
+	Producer    *kafka.Producer // process-wide, idempotent; owned by the caller
+	DataDir     string          // SQLite files live here when DatabaseURL is empty
+	DatabaseURL string          // PostgreSQL; one schema per service
+	Verifier    *auth.Verifier
+	Issuer      *auth.Issuer
+	Log         *slog.Logger
+	Metrics     *prometheus.Registry // nil: a registry per service
+	Consumer    kafka.ConsumerConfig // retry policy template; Group and Topics are set per service
+}
+
+// Addrs are where an instance listens; ":0" picks a free port.
+type Addrs struct {
+	GRPC  string
+	Admin string
+}
+
+// Instance is one started service. Its parts are app components; [Mount] adds
+// them to an app with the shutdown order of architecture.md.
+type Instance struct {
+	Spec     Spec
+	DB       *db.DB
+	Server   *grpcx.Server
+	Relay    *outbox.Relay
+	Consumer *kafka.Consumer // nil when the service consumes nothing
+	Admin    *health.Admin
+
+	grpcLis net.Listener
+}
+
+// GRPCAddr is the address the gRPC server listens on.
+func (i *Instance) GRPCAddr() string { return i.grpcLis.Addr().String() }
+
+// Start opens and migrates the database, listens on addrs and builds every part.
+// Nothing serves until the components run. On error, what was opened is closed.
+func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance, err error) {
+	log := sh.Log.With("service", spec.Name)
+	inst := &Instance{Spec: spec}
+	defer func() {
+		if err != nil {
+			inst.Close()
+		}
+	}()
+	if inst.DB, err = db.Open(ctx, db.Config{Service: spec.Name, DataDir: sh.DataDir, URL: sh.DatabaseURL}, log); err != nil {
+		return nil, fmt.Errorf("%s: open database: %w", spec.Name, err)
+	}
+	if err = inst.DB.Migrate(ctx, spec.Migrations); err != nil {
+		return nil, fmt.Errorf("%s: migrate: %w", spec.Name, err)
+	}
+	reg := sh.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if inst.Server, err = grpcx.NewServer(grpcx.ServerConfig{
+		Name: spec.Name, Addr: addrs.GRPC, Verifier: sh.Verifier, PublicMethods: spec.PublicMethods,
+		Logger: log, Metrics: reg,
+	}); err != nil {
+		return nil, err
+	}
+	router := kafka.NewRouter()
+	if err = spec.Register(Deps{DB: inst.DB, GRPC: inst.Server, Router: router, Group: spec.Group(), Issuer: sh.Issuer, Log: log}); err != nil {
+		return nil, fmt.Errorf("%s: register: %w", spec.Name, err)
+	}
+	inst.Relay = outbox.NewRelay(inst.DB, sh.Producer, outbox.RelayConfig{}, log)
+	if len(spec.Topics) > 0 {
+		cc := sh.Consumer
+		cc.Group, cc.Topics = spec.Group(), spec.Topics
+		if inst.Consumer, err = kafka.NewConsumer(sh.Kafka, cc, router.Handle, log); err != nil {
+			return nil, fmt.Errorf("%s: consumer: %w", spec.Name, err)
+		}
+	}
+	checks := map[string]func(context.Context) error{
+		"database": inst.DB.PingContext,
+	}
+	inst.Admin = health.NewAdmin(addrs.Admin, checks, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if err = inst.Admin.Listen(ctx); err != nil {
+		return nil, fmt.Errorf("%s: admin HTTP on %s: %w", spec.Name, addrs.Admin, err)
+	}
+	var lc net.ListenConfig
+	if inst.grpcLis, err = lc.Listen(ctx, "tcp", addrs.GRPC); err != nil {
+		return nil, fmt.Errorf("%s: listen gRPC on %s: %w", spec.Name, addrs.GRPC, err)
+	}
+	return inst, nil
+}
+
+// AdminAddr is the address the admin HTTP server listens on.
+func (i *Instance) AdminAddr() string { return i.Admin.Addr() }
+
+// Close releases what [Start] opened, for a process that never ran the instance.
+// Once the instance's components run, [Mount]'s shutdown phases close it instead.
+func (i *Instance) Close() {
+	if i.grpcLis != nil {
+		_ = i.grpcLis.Close()
+	}
+	if i.DB != nil {
+		_ = i.DB.Close()
+	}
+}
+
+// grpcComponent serves the instance's gRPC server on its listener.
+type grpcComponent struct{ i *Instance }
+
+func (g *grpcComponent) Name() string                  { return g.i.Server.Name() }
+func (g *grpcComponent) Run(ctx context.Context) error { return g.i.Server.Serve(ctx, g.i.grpcLis) }
+
+// component names a Run function for the app (relays and consumers are not
+// components by themselves).
+type component struct {
+	name string
+	run  func(context.Context) error
+}
+
+func (c *component) Name() string                  { return c.name }
+func (c *component) Run(ctx context.Context) error { return c.run(ctx) }
+
+// Mount adds the instances to a with architecture.md's shutdown order: mark
+// NOT_SERVING → stop accepting RPCs (bounded GracefulStop) → stop consumers (they
+// commit) → stop and drain the relays → flush the producer → close the databases.
+// Admin servers stop last, so /health answers while the process drains.
+// producer may be nil when the caller flushes it itself.
+func Mount(a *app.App, producer *kafka.Producer, insts ...*Instance) {
+	var servers, consumers, relays, admins []app.Component
+	for _, i := range insts {
+		servers = append(servers, &grpcComponent{i})
+		relays = append(relays, &component{"outbox relay " + i.Spec.Name, i.Relay.Run})
+		admins = append(admins, i.Admin)
+		if i.Consumer != nil {
+			consumers = append(consumers, &component{"consumer " + i.Spec.Group(), i.Consumer.Run})
+		}
+	}
+	a.Add(servers...)
+	a.Add(consumers...)
+	a.Add(relays...)
+	a.Add(admins...)
+	a.OnStop("mark not serving", time.Second, func(ctx context.Context) error {
+		for _, i := range insts {
+			_ = i.Server.MarkNotServing(ctx)
+		}
+		return nil
+	})
+	a.StopComponents(15*time.Second, servers...)
+	if len(consumers) > 0 {
+		a.StopComponents(15*time.Second, consumers...)
+	}
+	a.StopComponents(5*time.Second, relays...)
+	a.OnStop("drain outbox", 10*time.Second, func(ctx context.Context) error {
+		var errs []error
+		for _, i := range insts {
+			errs = append(errs, i.Relay.Drain(ctx))
+		}
+		return errors.Join(errs...)
+	})
+	if producer != nil {
+		a.OnStop("flush producer", 10*time.Second, producer.Close)
+	}
+	a.StopComponents(5*time.Second, admins...)
+	a.OnStop("close databases", 5*time.Second, func(context.Context) error {
+		var errs []error
+		for _, i := range insts {
+			errs = append(errs, i.DB.Close())
+		}
+		return errors.Join(errs...)
+	})
+}

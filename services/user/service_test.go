@@ -1,0 +1,269 @@
+package user
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	userv1 "github.com/puchi-dev/puchi/gen/go/puchi/user/v1"
+	"github.com/puchi-dev/puchi/platform/apperr"
+	"github.com/puchi-dev/puchi/platform/auth"
+	"github.com/puchi-dev/puchi/platform/db"
+	"github.com/puchi-dev/puchi/platform/db/dbtest"
+	"github.com/puchi-dev/puchi/platform/kafka"
+)
+
+// forEachDB runs fn on a fresh, migrated user database of every engine under test.
+func forEachDB(t *testing.T, fn func(t *testing.T, d *db.DB)) {
+	t.Helper()
+	for _, dialect := range dbtest.Dialects() {
+		t.Run(string(dialect), func(t *testing.T) { fn(t, dbtest.Open(t, dialect, migrations)) })
+	}
+}
+
+// newTestService returns the service on a fresh database of the given engine and
+// a verifier for the tokens it issues.
+func newTestService(t *testing.T, d *db.DB) (*Service, *auth.Verifier) {
+	t.Helper()
+	key, err := auth.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := auth.TokenConfig{Issuer: "puchi-test", Audience: "puchi"}
+	iss, err := auth.NewIssuer(key, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := auth.NewVerifier(cfg, key.Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(d, iss, Config{}), ver
+}
+
+func register(t *testing.T, s *Service, email, username string) *userv1.RegisterResponse {
+	t.Helper()
+	resp, err := s.Register(context.Background(), &userv1.RegisterRequest{
+		Email: email, Password: "long enough pw", DisplayName: "Lan", Username: username,
+		NativeLanguage: "vi", TargetLanguage: "en", Timezone: "Asia/Ho_Chi_Minh",
+	})
+	if err != nil {
+		t.Fatalf("register %s: %v", email, err)
+	}
+	return resp
+}
+
+// as returns a context carrying the identity in access token tok.
+func as(t *testing.T, v *auth.Verifier, tok string) context.Context {
+	t.Helper()
+	c, err := v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return auth.WithClaims(context.Background(), c)
+}
+
+type outboxRow struct {
+	topic, key, ceType, subject string
+	value                       []byte
+}
+
+func outboxRows(t *testing.T, d *db.DB) []outboxRow {
+	t.Helper()
+	rows, err := d.QueryContext(context.Background(), `SELECT topic, msg_key, value, headers FROM outbox ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []outboxRow
+	for rows.Next() {
+		var r outboxRow
+		var key []byte
+		var headers string
+		if err := rows.Scan(&r.topic, &key, &r.value, &headers); err != nil {
+			t.Fatal(err)
+		}
+		var h map[string]string
+		if err := json.Unmarshal([]byte(headers), &h); err != nil {
+			t.Fatalf("headers %q: %v", headers, err)
+		}
+		r.key, r.ceType, r.subject = string(key), h[kafka.HeaderType], h[kafka.HeaderSubject]
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func reasonOf(err error) string {
+	if e, ok := apperr.As(err); ok {
+		return e.Reason
+	}
+	return ""
+}
+
+// TestAccountLifecycle is the storage contract suite of the user service: it runs
+// on SQLite and, with PUCHI_TEST_POSTGRES_URL, on PostgreSQL.
+func TestAccountLifecycle(t *testing.T) {
+	forEachDB(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		s, ver := newTestService(t, d)
+		reg := register(t, s, "Lan@Example.com", "lan")
+		uid := reg.GetUser().GetId()
+
+		// Duplicate email (any case) and duplicate username are conflicts naming the field.
+		_, err := s.Register(ctx, &userv1.RegisterRequest{Email: "lan@EXAMPLE.com", Password: "long enough pw",
+			DisplayName: "X", Username: "other", NativeLanguage: "vi", TargetLanguage: "en"})
+		if reasonOf(err) != "EMAIL_TAKEN" {
+			t.Fatalf("duplicate email: %v", err)
+		}
+		_, err = s.Register(ctx, &userv1.RegisterRequest{Email: "other@example.com", Password: "long enough pw",
+			DisplayName: "X", Username: "lan", NativeLanguage: "vi", TargetLanguage: "en"})
+		if reasonOf(err) != "USERNAME_TAKEN" {
+			t.Fatalf("duplicate username: %v", err)
+		}
+
+		// Login: wrong password and unknown email look the same.
+		for _, c := range []struct{ email, pw string }{{"lan@example.com", "wrong password"}, {"nobody@example.com", "long enough pw"}} {
+			if _, err := s.Login(ctx, &userv1.LoginRequest{Email: c.email, Password: c.pw}); reasonOf(err) != "INVALID_CREDENTIALS" {
+				t.Fatalf("login %v: %v", c, err)
+			}
+		}
+		login, err := s.Login(ctx, &userv1.LoginRequest{Email: " LAN@example.com", Password: "long enough pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		// The access token identifies the user; GetMe returns them.
+		me, err := s.GetMe(as(t, ver, login.GetTokens().GetAccessToken()), &userv1.GetMeRequest{})
+		if err != nil || me.GetUser().GetId() != uid || me.GetUser().GetEmail() != "lan@example.com" {
+			t.Fatalf("GetMe: %v %v", me, err)
+		}
+		if _, err := s.GetMe(ctx, &userv1.GetMeRequest{}); apperr.KindOf(err) != apperr.KindUnauthenticated {
+			t.Fatalf("GetMe without claims: %v", err)
+		}
+
+		// Update: only changes publish an event.
+		name := "Lan Nguyen"
+		upd, err := s.UpdateMe(as(t, ver, login.GetTokens().GetAccessToken()), &userv1.UpdateMeRequest{DisplayName: &name})
+		if err != nil || upd.GetUser().GetDisplayName() != name {
+			t.Fatalf("UpdateMe: %v %v", upd, err)
+		}
+		if _, err := s.UpdateMe(as(t, ver, login.GetTokens().GetAccessToken()), &userv1.UpdateMeRequest{DisplayName: &name}); err != nil {
+			t.Fatal(err)
+		}
+		names, err := s.BatchGetDisplayNames(ctx, &userv1.BatchGetDisplayNamesRequest{UserIds: []string{uid, "0190c8a0-0000-7000-8000-000000000000"}})
+		if err != nil || len(names.GetDisplayNames()) != 1 || names.GetDisplayNames()[uid] != name {
+			t.Fatalf("BatchGetDisplayNames: %v %v", names, err)
+		}
+		prof, err := s.GetPublicProfile(ctx, &userv1.GetPublicProfileRequest{Username: "LAN"})
+		if err != nil || prof.GetProfile().GetDisplayName() != name {
+			t.Fatalf("GetPublicProfile: %v %v", prof, err)
+		}
+
+		// Delete: the account is gone, its tokens with it.
+		if _, err := s.DeleteMe(as(t, ver, login.GetTokens().GetAccessToken()), &userv1.DeleteMeRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Login(ctx, &userv1.LoginRequest{Email: "lan@example.com", Password: "long enough pw"}); reasonOf(err) != "INVALID_CREDENTIALS" {
+			t.Fatalf("login after delete: %v", err)
+		}
+		if _, err := s.Refresh(ctx, &userv1.RefreshRequest{RefreshToken: login.GetTokens().GetRefreshToken()}); apperr.KindOf(err) != apperr.KindUnauthenticated {
+			t.Fatalf("refresh after delete: %v", err)
+		}
+		if _, err := s.DeleteMe(as(t, ver, login.GetTokens().GetAccessToken()), &userv1.DeleteMeRequest{}); apperr.KindOf(err) != apperr.KindNotFound {
+			t.Fatalf("second delete: %v", err)
+		}
+
+		// Exactly one event per change, keyed and subject-ed by the user, in order;
+		// the failed registrations and the no-op update wrote nothing.
+		rows := outboxRows(t, d)
+		want := []string{"puchi.user.v1.UserRegistered", "puchi.user.v1.UserProfileUpdated", "puchi.user.v1.UserDeleted"}
+		if len(rows) != len(want) {
+			t.Fatalf("outbox has %d rows, want %d: %+v", len(rows), len(want), rows)
+		}
+		for i, r := range rows {
+			if r.topic != kafka.TopicUserEvents || r.key != uid || r.subject != uid || r.ceType != want[i] {
+				t.Errorf("row %d: %+v, want %s for %s", i, r, want[i], uid)
+			}
+		}
+		var ev userv1.UserProfileUpdated
+		if err := proto.Unmarshal(rows[1].value, &ev); err != nil || ev.GetDisplayName() != name || len(ev.GetChangedFields()) != 1 {
+			t.Errorf("UserProfileUpdated payload: %v %v", &ev, err)
+		}
+	})
+}
+
+func TestRefreshRotationAndReuse(t *testing.T) {
+	forEachDB(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		s, _ := newTestService(t, d)
+		first := register(t, s, "chi@example.com", "chi").GetTokens().GetRefreshToken()
+
+		second, err := s.Refresh(ctx, &userv1.RefreshRequest{RefreshToken: first})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2 := second.GetTokens().GetRefreshToken()
+		if r2 == first || second.GetTokens().GetAccessToken() == "" {
+			t.Fatal("refresh did not rotate")
+		}
+		// Reusing the rotated token revokes the family: the newer token dies too.
+		if _, err := s.Refresh(ctx, &userv1.RefreshRequest{RefreshToken: first}); reasonOf(err) != "REFRESH_TOKEN_REUSED" {
+			t.Fatalf("reuse: %v", err)
+		}
+		if _, err := s.Refresh(ctx, &userv1.RefreshRequest{RefreshToken: r2}); reasonOf(err) != "REFRESH_TOKEN_REUSED" {
+			t.Fatalf("sibling after reuse: %v", err)
+		}
+		if _, err := s.Refresh(ctx, &userv1.RefreshRequest{RefreshToken: "not-a-token"}); reasonOf(err) != "REFRESH_TOKEN_INVALID" {
+			t.Fatalf("garbage: %v", err)
+		}
+
+		// Logout revokes; it is idempotent and accepts unknown tokens.
+		login, err := s.Login(ctx, &userv1.LoginRequest{Email: "chi@example.com", Password: "long enough pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if _, err := s.Logout(ctx, &userv1.LogoutRequest{RefreshToken: login.GetTokens().GetRefreshToken()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Logout(ctx, &userv1.LogoutRequest{RefreshToken: "unknown"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Refresh(ctx, &userv1.RefreshRequest{RefreshToken: login.GetTokens().GetRefreshToken()}); apperr.KindOf(err) != apperr.KindUnauthenticated {
+			t.Fatalf("refresh after logout: %v", err)
+		}
+	})
+}
+
+// Two concurrent refreshes of one token: exactly one wins.
+func TestConcurrentRefreshOneWinner(t *testing.T) {
+	forEachDB(t, func(t *testing.T, d *db.DB) {
+		s, _ := newTestService(t, d)
+		tok := register(t, s, "an@example.com", "an").GetTokens().GetRefreshToken()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins := 0
+		for range 4 {
+			wg.Go(func() {
+				if _, err := s.Refresh(context.Background(), &userv1.RefreshRequest{RefreshToken: tok}); err == nil {
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				} else if apperr.KindOf(err) != apperr.KindUnauthenticated {
+					t.Errorf("unexpected error: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if wins != 1 {
+			t.Fatalf("%d concurrent refreshes succeeded, want 1", wins)
+		}
+	})
+}
