@@ -95,7 +95,10 @@ func boot(t *testing.T, dataDir, databaseURL string) *mesh {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -197,7 +197,7 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 		}
 		s.Gateway, err = gateway.New(ctx, gateway.Config{
 			Addr: cfg.GatewayAddr, Upstreams: upstreams, OpenAPI: openapi.JSON,
-			Verify: func(tok string) error { _, err := verifier.Verify(tok); return err },
+			Verify:    func(tok string) error { _, err := verifier.Verify(tok); return err },
 			RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, MaxBodyBytes: cfg.MaxBodyBytes,
 			Log: log.With("component", "gateway"),
 		})

@@ -50,7 +50,7 @@ type User struct {
 // Registration is the input of [NewUser]; shape rules (lengths, patterns) are checked
 // by protovalidate before it gets here, the rules below are the domain's own.
 type Registration struct {
-	Email, Password, Username, DisplayName  string
+	Email, Password, Username, DisplayName   string
 	NativeLanguage, TargetLanguage, Timezone string
 	DailyGoalXP                              int32
 }

@@ -359,4 +359,3 @@ func roleToProto(r Role) userv1.Role {
 	}
 	return userv1.Role_ROLE_UNSPECIFIED
 }
-
