@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 	_ "time/tzdata" // IANA zones for timezone validation on machines without zoneinfo
 
+	"github.com/puchi-dev/puchi/internal/ops"
 	"github.com/puchi-dev/puchi/internal/system"
 	"github.com/puchi-dev/puchi/platform/broker"
 	"github.com/puchi-dev/puchi/platform/config"
@@ -69,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runBroker(ctx, cfg, stdout)
 	case "topics":
 		return topics(ctx, cfg, rest, stdout)
+	case "tail":
+		return tail(ctx, cfg, rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "puchi", version)
 		return nil
@@ -164,6 +168,27 @@ func topics(ctx context.Context, cfg *system.Config, args []string, stdout io.Wr
 	return usageError{"topics takes 'list' or 'ensure'"}
 }
 
+func tail(ctx context.Context, cfg *system.Config, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	fromBeginning := fs.Bool("from-beginning", false, "start at the oldest retained record (default: only new records)")
+	max := fs.Int("max", 0, "stop after N records (default: follow until Ctrl-C)")
+	fs.SetOutput(io.Discard)
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return usageError{"tail needs a topic: puchi tail TOPIC [--from-beginning] [--max N]"}
+	}
+	topic := args[0]
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
+		return usageError{"usage: puchi tail TOPIC [--from-beginning] [--max N]"}
+	}
+	brokers := cfg.Brokers
+	if brokers == "" {
+		brokers = cfg.BrokerAddr
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return ops.Tail(ctx, ops.TailOptions{Brokers: brokers, Topic: topic, FromBeginning: *fromBeginning, Max: *max}, stdout)
+}
+
 func printHelp(w io.Writer) {
 	fmt.Fprint(w, `puchi — the Puchi language-learning backend
 
@@ -175,6 +200,8 @@ Usage:
   puchi gateway             run the REST gateway against running services
   puchi broker              run only the embedded Kafka broker (PUCHI_BROKER_ADDR)
   puchi topics list|ensure  show or provision the topics on the broker
+  puchi tail TOPIC [--from-beginning] [--max N]
+                            print a topic's events as JSON lines, decoded by their ce_type
   puchi version             print the version
   puchi help                this text
 
