@@ -44,7 +44,9 @@ func writeError(w http.ResponseWriter, httpCode int, st, reason, msg string, fie
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 	}
 	w.WriteHeader(httpCode)
-	_ = json.NewEncoder(w).Encode(ErrorBody{Error: ErrorDetail{Code: httpCode, Status: st, Reason: reason, Message: msg, Fields: fields}})
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(ErrorBody{Error: ErrorDetail{Code: httpCode, Status: st, Reason: reason, Message: msg, Fields: fields}})
 }
 
 // errorFromStatus turns a gRPC status into the error body, reading the ErrorInfo
