@@ -130,13 +130,14 @@ func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance,
 	checks := map[string]func(context.Context) error{
 		"database": inst.DB.PingContext,
 	}
-	inst.Admin = health.NewAdmin(addrs.Admin, checks, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if err = inst.Admin.Listen(ctx); err != nil {
-		return nil, fmt.Errorf("%s: admin HTTP on %s: %w", spec.Name, addrs.Admin, err)
-	}
 	var lc net.ListenConfig
 	if inst.grpcLis, err = lc.Listen(ctx, "tcp", addrs.GRPC); err != nil {
 		return nil, fmt.Errorf("%s: listen gRPC on %s: %w", spec.Name, addrs.GRPC, err)
+	}
+	// The admin port is bound last: nothing after it can fail and leak it.
+	inst.Admin = health.NewAdmin(addrs.Admin, checks, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if err = inst.Admin.Listen(ctx); err != nil {
+		return nil, fmt.Errorf("%s: admin HTTP on %s: %w", spec.Name, addrs.Admin, err)
 	}
 	return inst, nil
 }
