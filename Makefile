@@ -58,27 +58,32 @@ breaking: ## buf breaking against the main branch
 
 # ---- Kafka and services against a running broker ---------------------------
 .PHONY: kafka-topics dev-gateway dev-core dev-feature dev-support dev-analytics
-kafka-topics: ## create/verify the topics on $$KAFKA_BROKERS (default 127.0.0.1:9092)
+kafka-topics: ## create/verify the topics on KAFKA_BROKERS (default 127.0.0.1:9092)
 	$(PUCHI) topics ensure
 
 dev-gateway: ## run the REST gateway against running services
 	$(PUCHI) gateway
 
 dev-core: ## run the core services (user; lesson and progress once they exist)
-	$(PUCHI) serve $(CORE_SERVICES)
+	$(call serve_group,core,$(CORE_SERVICES))
 
 dev-feature: ## run the feature services (media, vocabulary, quiz) once they exist
-	$(PUCHI) serve $(FEATURE_SERVICES)
+	$(call serve_group,feature,$(FEATURE_SERVICES))
 
 dev-support: ## run the support services (notification, analytics) once they exist
-	$(PUCHI) serve $(SUPPORT_SERVICES)
+	$(call serve_group,support,$(SUPPORT_SERVICES))
 
 dev-analytics: ## run the analytics service once it exists
-	$(PUCHI) serve analytics
+	$(call serve_group,analytics,$(ANALYTICS_SERVICES))
 
-CORE_SERVICES    ?= user
-FEATURE_SERVICES ?=
-SUPPORT_SERVICES ?=
+# serve_group runs `puchi serve` for the services of a group that exist yet.
+serve_group = $(if $(strip $(2)),$(PUCHI) serve $(2),@echo "no $(1) service exists yet (planned: see docs/architecture.md)")
+
+# The services of each group that exist yet; the rest arrive with later milestones.
+CORE_SERVICES      ?= user
+FEATURE_SERVICES   ?=
+SUPPORT_SERVICES   ?=
+ANALYTICS_SERVICES ?=
 
 # ---- docker compose (distributed engine; needs a Docker engine) --------------
 .PHONY: up down kafka-up kafka-down logs compose-check

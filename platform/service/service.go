@@ -99,7 +99,7 @@ func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance,
 			inst.Close()
 		}
 	}()
-	if inst.DB, err = db.Open(ctx, db.Config{Service: spec.Name, DataDir: sh.DataDir, URL: sh.DatabaseURL}, log); err != nil {
+	if inst.DB, err = db.Open(ctx, db.Config{Service: spec.Name, DataDir: sh.DataDir, URL: sh.DatabaseURL}, sh.Log); err != nil {
 		return nil, fmt.Errorf("%s: open database: %w", spec.Name, err)
 	}
 	if err = inst.DB.Migrate(ctx, spec.Migrations); err != nil {
@@ -111,7 +111,7 @@ func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance,
 	}
 	if inst.Server, err = grpcx.NewServer(grpcx.ServerConfig{
 		Name: spec.Name, Addr: addrs.GRPC, Verifier: sh.Verifier, PublicMethods: spec.PublicMethods,
-		Logger: log, Metrics: reg,
+		Logger: sh.Log, Metrics: reg,
 	}); err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance,
 	if err = spec.Register(Deps{DB: inst.DB, GRPC: inst.Server, Router: router, Group: spec.Group(), Issuer: sh.Issuer, Log: log}); err != nil {
 		return nil, fmt.Errorf("%s: register: %w", spec.Name, err)
 	}
-	inst.Relay = outbox.NewRelay(inst.DB, sh.Producer, outbox.RelayConfig{}, log)
+	inst.Relay = outbox.NewRelay(inst.DB, sh.Producer, outbox.RelayConfig{}, sh.Log)
 	if len(spec.Topics) > 0 {
 		cc := sh.Consumer
 		cc.Group, cc.Topics = spec.Group(), spec.Topics
