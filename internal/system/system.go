@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -149,6 +150,45 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 		}
 		closers = append(closers, func() { _ = producer.Close(context.Background()) })
 	}
+	// Connections between services (and from the gateway), one per target,
+	// closed at the end of shutdown. A service hosted in this process is dialled
+	// at its real address, so it must come before its callers in Specs.
+	conns := map[string]*grpc.ClientConn{}
+	var connsMu sync.Mutex
+	dial := func(name string) (*grpc.ClientConn, error) {
+		connsMu.Lock()
+		defer connsMu.Unlock()
+		if c, ok := conns[name]; ok {
+			return c, nil
+		}
+		target := ""
+		for _, sp := range Specs(cfg) {
+			if sp.Name == name {
+				target = envOr(lookup, envName(name, "ADDR"), fmt.Sprintf("127.0.0.1:%d", sp.GRPCPort))
+			}
+		}
+		for _, inst := range s.Instances {
+			if inst.Spec.Name == name {
+				target = inst.GRPCAddr()
+			}
+		}
+		if target == "" {
+			return nil, fmt.Errorf("dial: unknown service %q", name)
+		}
+		c, err := grpcx.Dial(target, grpcx.ClientConfig{})
+		if err != nil {
+			return nil, err
+		}
+		conns[name] = c
+		return c, nil
+	}
+	defer func() {
+		if err != nil {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}
+	}()
 	specs := map[string]service.Spec{}
 	for _, sp := range Specs(cfg) {
 		specs[sp.Name] = sp
@@ -168,7 +208,7 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 		}
 		inst, err := service.Start(ctx, sp, addrs, service.Shared{
 			Kafka: s.Kafka, Producer: producer, DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL,
-			Verifier: verifier, Issuer: issuer, Log: log, Metrics: metrics,
+			Verifier: verifier, Issuer: issuer, Log: log, Metrics: metrics, Dial: dial,
 		})
 		if err != nil {
 			return nil, err
@@ -177,23 +217,12 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 		s.Instances = append(s.Instances, inst)
 	}
 
-	var conns []*grpc.ClientConn
 	if opt.Gateway {
 		upstreams := map[string]*grpc.ClientConn{}
 		for _, sp := range Specs(cfg) {
-			target := envOr(lookup, envName(sp.Name, "ADDR"), fmt.Sprintf("127.0.0.1:%d", sp.GRPCPort))
-			for _, inst := range s.Instances {
-				if inst.Spec.Name == sp.Name {
-					target = inst.GRPCAddr()
-				}
-			}
-			conn, err := grpcx.Dial(target, grpcx.ClientConfig{})
-			if err != nil {
+			if upstreams[sp.Name], err = dial(sp.Name); err != nil {
 				return nil, err
 			}
-			closers = append(closers, func() { _ = conn.Close() })
-			conns = append(conns, conn)
-			upstreams[sp.Name] = conn
 		}
 		s.Gateway, err = gateway.New(ctx, gateway.Config{
 			Addr: cfg.GatewayAddr, Upstreams: upstreams, OpenAPI: openapi.JSON,

@@ -52,6 +52,10 @@ type Deps struct {
 	Group  string
 	Issuer *auth.Issuer // the token issuer; only the user service uses it
 	Log    *slog.Logger
+	// Dial returns a shared client connection to another service by name (e.g.
+	// "user"). The connection is lazy, carries the platform's client
+	// interceptors, and is owned and closed by the process, never by the caller.
+	Dial func(service string) (*grpc.ClientConn, error)
 }
 
 // Shared is what every service of a process shares.
@@ -65,6 +69,7 @@ type Shared struct {
 	Log         *slog.Logger
 	Metrics     *prometheus.Registry // nil: a registry per service
 	Consumer    kafka.ConsumerConfig // retry policy template; Group and Topics are set per service
+	Dial        func(service string) (*grpc.ClientConn, error)
 }
 
 // Addrs are where an instance listens; ":0" picks a free port.
@@ -116,7 +121,7 @@ func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance,
 		return nil, err
 	}
 	router := kafka.NewRouter()
-	if err = spec.Register(Deps{DB: inst.DB, GRPC: inst.Server, Router: router, Group: spec.Group(), Issuer: sh.Issuer, Log: log}); err != nil {
+	if err = spec.Register(Deps{DB: inst.DB, GRPC: inst.Server, Router: router, Group: spec.Group(), Issuer: sh.Issuer, Log: log, Dial: sh.Dial}); err != nil {
 		return nil, fmt.Errorf("%s: register: %w", spec.Name, err)
 	}
 	inst.Relay = outbox.NewRelay(inst.DB, sh.Producer, outbox.RelayConfig{}, sh.Log)
