@@ -7,6 +7,7 @@ require (
 	github.com/puchi-dev/puchi/gen v0.0.0
 	github.com/puchi-dev/puchi/platform v0.0.0
 	github.com/puchi-dev/puchi/services v0.0.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
