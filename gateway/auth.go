@@ -3,6 +3,8 @@ package gateway
 import (
 	"net/http"
 	"strings"
+
+	"github.com/puchi-dev/puchi/platform/apperr"
 )
 
 // publicRoute reports whether a request may pass without a bearer token. Everything
@@ -40,8 +42,12 @@ func requireToken(verify func(token string) error, next http.Handler) http.Handl
 			return
 		}
 		if err := verify(strings.TrimSpace(token)); err != nil {
+			reason, msg := "TOKEN_INVALID", "access token is invalid"
+			if e, ok := apperr.As(err); ok && e.Reason == "TOKEN_EXPIRED" {
+				reason, msg = e.Reason, "access token expired: get a new one from /v1/auth/refresh"
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="puchi", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", "TOKEN_INVALID", "access token is invalid or expired", nil, 0)
+			writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", reason, msg, nil, 0)
 			return
 		}
 		next.ServeHTTP(w, r)

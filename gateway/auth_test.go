@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/puchi-dev/puchi/platform/apperr"
 )
 
 func TestPublicRoute(t *testing.T) {
@@ -167,5 +170,24 @@ func TestRequireToken(t *testing.T) {
 				t.Errorf("WWW-Authenticate = %q, want %q", www, tt.wantWWW)
 			}
 		})
+	}
+}
+
+func TestRequireTokenSaysWhenTheTokenExpired(t *testing.T) {
+	t.Parallel()
+	expired := func(string) error {
+		return &apperr.Error{Kind: apperr.KindUnauthenticated, Reason: "TOKEN_EXPIRED", Message: "access token expired"}
+	}
+	h := requireToken(expired, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("next called") }))
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/v1/users/me", nil)
+	req.Header.Set("Authorization", "bearer old.token.here")
+	h.ServeHTTP(rec, req)
+	var body ErrorBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != 401 || body.Error.Reason != "TOKEN_EXPIRED" || !strings.Contains(body.Error.Message, "refresh") {
+		t.Fatalf("got %d %+v", rec.Code, body)
 	}
 }

@@ -36,14 +36,18 @@ var registrars = map[string]func(context.Context, *runtime.ServeMux, *grpc.Clien
 // Config is the gateway's configuration. Upstreams are connections the caller
 // dialled and owns (the gateway never closes them).
 type Config struct {
-	Addr         string                      // listen address, e.g. ":8000"
-	Upstreams    map[string]*grpc.ClientConn // service name -> connection
-	Verify       func(token string) error    // access-token check; nil disables the early check
-	OpenAPI      []byte                      // the merged OpenAPI document served at /openapi.json
-	RateLimit    float64                     // requests per second per client IP; <= 0 disables
-	RateBurst    int                         // bucket size
-	MaxBodyBytes int64                       // request body cap
-	Log          *slog.Logger
+	Addr      string                      // listen address, e.g. ":8000"
+	Upstreams map[string]*grpc.ClientConn // service name -> connection
+	Verify    func(token string) error    // access-token check; nil disables the early check
+	OpenAPI   []byte                      // the merged OpenAPI document served at /openapi.json
+	RateLimit float64                     // requests per second per client IP; <= 0 disables
+	RateBurst int                         // bucket size
+	// AuthRateLimit and AuthRateBurst apply, on top of RateLimit, to /v1/auth/*
+	// (password hashing is expensive); AuthRateLimit <= 0 disables it.
+	AuthRateLimit float64
+	AuthRateBurst int
+	MaxBodyBytes  int64 // request body cap
+	Log           *slog.Logger
 }
 
 // Validate reports the first unusable setting, naming its environment variable.
@@ -55,6 +59,8 @@ func (c Config) Validate() error {
 		return errors.New("PUCHI_GATEWAY_MAX_BODY_BYTES: must be positive")
 	case c.RateLimit > 0 && c.RateBurst <= 0:
 		return errors.New("PUCHI_GATEWAY_RATE_BURST: must be positive when a rate limit is set")
+	case c.AuthRateLimit > 0 && c.AuthRateBurst <= 0:
+		return errors.New("PUCHI_GATEWAY_AUTH_RATE_BURST: must be positive when an auth rate limit is set")
 	case c.Log == nil:
 		return errors.New("gateway: Log is required")
 	}
@@ -115,6 +121,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		h = requireToken(cfg.Verify, h)
 	}
 	h = limitBody(cfg.MaxBodyBytes, h)
+	h = authRateLimit(newClientLimiter(cfg.AuthRateLimit, cfg.AuthRateBurst), h)
 	h = rateLimit(newClientLimiter(cfg.RateLimit, cfg.RateBurst), h)
 	h = accessLog(cfg.Log, h)
 	g.handler = h
@@ -142,7 +149,7 @@ func (g *Gateway) Name() string { return "gateway" }
 // Run serves until ctx is cancelled, then shuts down, letting in-flight requests
 // finish for up to 10 seconds.
 func (g *Gateway) Run(ctx context.Context) error {
-	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(g.ln) }()
 	select {

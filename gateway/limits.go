@@ -4,6 +4,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +69,19 @@ func rateLimit(l *clientLimiter, next http.Handler) http.Handler {
 		if !ok {
 			secs := int(math.Ceil(wait.Seconds()))
 			writeError(w, http.StatusTooManyRequests, "RESOURCE_EXHAUSTED", "RATE_LIMITED", "too many requests, slow down", nil, max(secs, 1))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authRateLimit applies l only to /v1/auth/* (sign-in, registration, refresh),
+// whose password hashing costs far more than other requests.
+func authRateLimit(l *clientLimiter, next http.Handler) http.Handler {
+	limited := rateLimit(l, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/auth/") {
+			limited.ServeHTTP(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)

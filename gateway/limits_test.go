@@ -308,3 +308,28 @@ func TestLimitBody(t *testing.T) {
 		})
 	}
 }
+
+func TestAuthRateLimitOnlyLimitsAuthRoutes(t *testing.T) {
+	t.Parallel()
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	h := authRateLimit(newClientLimiter(0.01, 2), ok)
+	codes := func(path string, n int) []int {
+		var out []int
+		for range n {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodPost, path, nil)
+			req.RemoteAddr = "203.0.113.9:4000"
+			h.ServeHTTP(rec, req)
+			out = append(out, rec.Code)
+		}
+		return out
+	}
+	if got := codes("/v1/auth/login", 3); got[0] != 204 || got[1] != 204 || got[2] != http.StatusTooManyRequests {
+		t.Fatalf("auth route: %v, want burst of 2 then 429", got)
+	}
+	for _, c := range codes("/v1/users/me", 5) {
+		if c != 204 {
+			t.Fatalf("non-auth route limited: %d", c)
+		}
+	}
+}

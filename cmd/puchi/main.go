@@ -59,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if len(rest) > 0 {
 			return usageError{"run takes no arguments (configure it with environment variables, see 'puchi help')"}
 		}
-		return serve(ctx, cfg, system.Options{Embedded: cfg.Brokers == "", Services: system.ServiceNames(cfg), Gateway: true}, stdout)
+		return serve(ctx, cfg, system.Options{Embedded: cfg.Brokers == "", Services: system.ServiceNames(cfg), Gateway: true, BindHost: "127.0.0.1"}, stdout)
 	case "serve":
 		if len(rest) == 0 {
 			return usageError{"serve needs service names; have: " + strings.Join(system.ServiceNames(cfg), ", ")}
@@ -205,7 +205,8 @@ Usage:
   puchi version             print the version
   puchi help                this text
 
-Services: user (gRPC :50051, admin :8001).
+Services: user (gRPC :50051, admin :8001). 'run' binds service ports to 127.0.0.1
+(only the gateway listens on every interface); 'serve' binds them to all interfaces.
 Per service: PUCHI_<SVC>_GRPC_ADDR and PUCHI_<SVC>_ADMIN_ADDR (listen), PUCHI_<SVC>_ADDR
 (where the gateway dials it; default 127.0.0.1:<port>).
 

@@ -23,10 +23,12 @@ type Config struct {
 	TopicRet    string        `env:"KAFKA_TOPIC_RETENTION" help:"per-topic retention overrides: topic=duration,..."`
 	DatabaseURL string        `env:"PUCHI_DATABASE_URL" help:"PostgreSQL URL (one schema per service); empty: SQLite files under PUCHI_DATA_DIR"`
 
-	GatewayAddr  string  `env:"PUCHI_GATEWAY_ADDR" default:":8000" help:"REST gateway listen address"`
-	RateLimit    float64 `env:"PUCHI_GATEWAY_RATE_LIMIT" default:"50" help:"REST requests per second per client IP (0 disables)"`
-	RateBurst    int     `env:"PUCHI_GATEWAY_RATE_BURST" default:"100" help:"REST burst per client IP"`
-	MaxBodyBytes int64   `env:"PUCHI_GATEWAY_MAX_BODY_BYTES" default:"1048576" help:"largest accepted REST request body"`
+	GatewayAddr   string  `env:"PUCHI_GATEWAY_ADDR" default:":8000" help:"REST gateway listen address"`
+	RateLimit     float64 `env:"PUCHI_GATEWAY_RATE_LIMIT" default:"50" help:"REST requests per second per client IP (0 disables)"`
+	RateBurst     int     `env:"PUCHI_GATEWAY_RATE_BURST" default:"100" help:"REST burst per client IP"`
+	AuthRateLimit float64 `env:"PUCHI_GATEWAY_AUTH_RATE_LIMIT" default:"5" help:"sign-in/registration requests (/v1/auth/*) per second per client IP (0 disables)"`
+	AuthRateBurst int     `env:"PUCHI_GATEWAY_AUTH_RATE_BURST" default:"20" help:"/v1/auth/* burst per client IP"`
+	MaxBodyBytes  int64   `env:"PUCHI_GATEWAY_MAX_BODY_BYTES" default:"1048576" help:"largest accepted REST request body"`
 
 	JWTKeyFile  string        `env:"PUCHI_JWT_KEY_FILE" help:"Ed25519 private key (PEM); default PUCHI_DATA_DIR/keys/jwt-ed25519.pem, created on first run"`
 	JWTIssuer   string        `env:"PUCHI_JWT_ISSUER" default:"puchi-user" help:"iss of access tokens"`
@@ -53,6 +55,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RateLimit < 0 {
 		errs = append(errs, errors.New("PUCHI_GATEWAY_RATE_LIMIT: must not be negative"))
+	}
+	if c.AuthRateLimit < 0 {
+		errs = append(errs, errors.New("PUCHI_GATEWAY_AUTH_RATE_LIMIT: must not be negative"))
 	}
 	if _, err := c.topicRetention(); err != nil {
 		errs = append(errs, err)

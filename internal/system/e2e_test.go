@@ -48,7 +48,7 @@ func boot(t *testing.T, dataDir, databaseURL string) *mesh {
 	cfg := &system.Config{}
 	env := map[string]string{
 		"PUCHI_DATA_DIR": dataDir, "PUCHI_BROKER_ADDR": "127.0.0.1:0", "PUCHI_GATEWAY_ADDR": "127.0.0.1:0",
-		"PUCHI_DATABASE_URL": databaseURL, "PUCHI_GATEWAY_RATE_LIMIT": "0",
+		"PUCHI_DATABASE_URL": databaseURL, "PUCHI_GATEWAY_RATE_LIMIT": "0", "PUCHI_GATEWAY_AUTH_RATE_LIMIT": "0",
 	}
 	if err := config.Load(cfg, config.MapLookup(env)); err != nil {
 		t.Fatal(err)

@@ -54,6 +54,10 @@ type Options struct {
 	Embedded bool     // start the in-process broker (used when KAFKA_BROKERS is empty)
 	Services []string // services to host here; empty: none
 	Gateway  bool     // run the REST gateway
+	// BindHost is the host services listen on when no address is configured:
+	// "127.0.0.1" for `puchi run` (internal ports stay on this machine), "" (all
+	// interfaces) for `puchi serve` in containers.
+	BindHost string
 	// Addrs overrides listen addresses per service (tests use ":0"); missing
 	// entries come from PUCHI_<SVC>_GRPC_ADDR / _ADMIN_ADDR or the default ports.
 	Addrs map[string]service.Addrs
@@ -202,8 +206,8 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 		addrs, ok := opt.Addrs[name]
 		if !ok {
 			addrs = service.Addrs{
-				GRPC:  envOr(lookup, envName(name, "GRPC_ADDR"), fmt.Sprintf(":%d", sp.GRPCPort)),
-				Admin: envOr(lookup, envName(name, "ADMIN_ADDR"), fmt.Sprintf(":%d", sp.AdminPort)),
+				GRPC:  envOr(lookup, envName(name, "GRPC_ADDR"), fmt.Sprintf("%s:%d", opt.BindHost, sp.GRPCPort)),
+				Admin: envOr(lookup, envName(name, "ADMIN_ADDR"), fmt.Sprintf("%s:%d", opt.BindHost, sp.AdminPort)),
 			}
 		}
 		inst, err := service.Start(ctx, sp, addrs, service.Shared{
@@ -228,6 +232,7 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 			Addr: cfg.GatewayAddr, Upstreams: upstreams, OpenAPI: openapi.JSON,
 			Verify:    func(tok string) error { _, err := verifier.Verify(tok); return err },
 			RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, MaxBodyBytes: cfg.MaxBodyBytes,
+			AuthRateLimit: cfg.AuthRateLimit, AuthRateBurst: cfg.AuthRateBurst,
 			Log: log.With("component", "gateway"),
 		})
 		if err != nil {

@@ -199,6 +199,7 @@ func Mount(a *app.App, producer *kafka.Producer, insts ...*Instance) {
 	a.OnStop("mark not serving", time.Second, func(ctx context.Context) error {
 		for _, i := range insts {
 			_ = i.Server.MarkNotServing(ctx)
+			_ = i.Admin.Drain(ctx)
 		}
 		return nil
 	})

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
 
@@ -82,6 +84,9 @@ func NewUser(id string, r Registration, now time.Time) (User, error) {
 	if r.NativeLanguage == r.TargetLanguage {
 		return User{}, apperr.Invalid("target_language", "SAME_LANGUAGE", "target_language must differ from native_language")
 	}
+	if err := CheckDisplayName(r.DisplayName); err != nil {
+		return User{}, err
+	}
 	hash, err := HashPassword(r.Password)
 	if err != nil {
 		return User{}, err
@@ -92,6 +97,22 @@ func NewUser(id string, r Registration, now time.Time) (User, error) {
 		TargetLanguage: r.TargetLanguage, Timezone: tz, DailyGoalXP: goal, Role: RoleLearner,
 		CreatedAt: now, UpdatedAt: now,
 	}, nil
+}
+
+// CheckDisplayName refuses blank names and names carrying control or
+// bidirectional-formatting characters (NUL, U+202E, ...), which would corrupt logs
+// and spoof other users' names in leaderboards.
+func CheckDisplayName(name string) error {
+	if strings.TrimSpace(name) == "" {
+		return apperr.Invalid("display_name", "DISPLAY_NAME_BLANK", "display_name must not be blank")
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError {
+			return apperr.Invalid("display_name", "DISPLAY_NAME_INVALID_CHARACTER",
+				fmt.Sprintf("display_name must not contain control or direction characters (found U+%04X)", r))
+		}
+	}
+	return nil
 }
 
 // NormalizeEmail trims and lower-cases an address, so that one mailbox is one account.
@@ -130,11 +151,15 @@ func (u *User) Apply(p Patch, now time.Time) ([]string, error) {
 		}
 	}
 	if p.DisplayName != nil {
-		trimmed := strings.TrimSpace(*p.DisplayName)
-		if trimmed == "" {
-			return nil, apperr.Invalid("display_name", "DISPLAY_NAME_BLANK", "display_name must not be blank")
+		if err := CheckDisplayName(*p.DisplayName); err != nil {
+			return nil, err
 		}
+		trimmed := strings.TrimSpace(*p.DisplayName)
 		p.DisplayName = &trimmed
+	}
+	if p.DailyGoalXP != nil && *p.DailyGoalXP == 0 {
+		def := int32(DefaultDailyGoalXP)
+		p.DailyGoalXP = &def // 0 means "back to the default"
 	}
 	set("display_name", &u.DisplayName, p.DisplayName)
 	set("native_language", &u.NativeLanguage, p.NativeLanguage)

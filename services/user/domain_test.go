@@ -48,6 +48,9 @@ func TestNewUserRejects(t *testing.T) {
 		{"unknown timezone", func(r *Registration) { r.Timezone = "Mars/Olympus" }, "timezone"},
 		{"Local is not a zone name", func(r *Registration) { r.Timezone = "Local" }, "timezone"},
 		{"same languages", func(r *Registration) { r.TargetLanguage = "vi" }, "target_language"},
+		{"NUL in display name", func(r *Registration) { r.DisplayName = "Lan\x00" }, "display_name"},
+		{"bidi override in display name", func(r *Registration) { r.DisplayName = "\u202eLan" }, "display_name"},
+		{"invalid UTF-8 in display name", func(r *Registration) { r.DisplayName = "Lan\xff" }, "display_name"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -79,8 +82,12 @@ func TestApplyReportsChangedFieldsOnly(t *testing.T) {
 	if err != nil || strings.Join(changed, ",") != "display_name,daily_goal_xp" || !u.UpdatedAt.Equal(later) {
 		t.Fatalf("changed=%v err=%v updated=%v", changed, err, u.UpdatedAt)
 	}
-	blank, vi, bad := "  ", "vi", "Nowhere/City"
-	for _, p := range []Patch{{DisplayName: &blank}, {TargetLanguage: &vi}, {Timezone: &bad}} {
+	zero := int32(0)
+	if changed, err := u.Apply(Patch{DailyGoalXP: &zero}, later); err != nil || u.DailyGoalXP != DefaultDailyGoalXP || len(changed) != 1 {
+		t.Fatalf("goal 0 should reset to the default: goal=%d changed=%v err=%v", u.DailyGoalXP, changed, err)
+	}
+	blank, vi, bad, nul, bidi := "  ", "vi", "Nowhere/City", "Lan\x00x", "Lan\u202eevil"
+	for _, p := range []Patch{{DisplayName: &blank}, {TargetLanguage: &vi}, {Timezone: &bad}, {DisplayName: &nul}, {DisplayName: &bidi}} {
 		if _, err := u.Apply(p, later); apperr.KindOf(err) != apperr.KindInvalid {
 			t.Errorf("patch %+v: got %v, want invalid", p, err)
 		}

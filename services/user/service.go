@@ -5,6 +5,7 @@ package user
 import (
 	"context"
 	"embed"
+	"runtime"
 	"time"
 
 	"github.com/google/uuid"
@@ -62,6 +63,31 @@ type Service struct {
 	issuer *auth.Issuer
 	cfg    Config
 	now    func() time.Time
+	// hashing bounds concurrent argon2id computations (19 MiB and tens of
+	// milliseconds each) to the CPU count, so a burst of sign-ins queues instead
+	// of exhausting memory.
+	hashing  chan struct{}
+	hashWait time.Duration
+}
+
+// defaultHashWait is how long a sign-in waits for a hashing slot before it is
+// refused with ResourceExhausted (HTTP 429).
+const defaultHashWait = 3 * time.Second
+
+// withHashSlot runs fn while holding a hashing slot.
+func (s *Service) withHashSlot(ctx context.Context, fn func()) error {
+	t := time.NewTimer(s.hashWait)
+	defer t.Stop()
+	select {
+	case s.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return apperr.New(apperr.KindTooMany, "SIGN_IN_BUSY", "too many sign-ins in progress, retry in a moment")
+	}
+	defer func() { <-s.hashing }()
+	fn()
+	return nil
 }
 
 // New returns the service over an opened, migrated database.
@@ -72,17 +98,26 @@ func New(d *db.DB, issuer *auth.Issuer, cfg Config) *Service {
 	if cfg.RefreshTTL <= 0 {
 		cfg.RefreshTTL = 30 * 24 * time.Hour
 	}
-	return &Service{db: d, issuer: issuer, cfg: cfg, now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }}
+	return &Service{
+		db: d, issuer: issuer, cfg: cfg, now: func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
+		hashing: make(chan struct{}, runtime.GOMAXPROCS(0)), hashWait: defaultHashWait,
+	}
 }
 
 // Register creates an account, publishes UserRegistered and signs the user in.
 func (s *Service) Register(ctx context.Context, req *userv1.RegisterRequest) (*userv1.RegisterResponse, error) {
 	now := s.now()
-	u, err := NewUser(uuid.Must(uuid.NewV7()).String(), Registration{
-		Email: req.GetEmail(), Password: req.GetPassword(), Username: req.GetUsername(), DisplayName: req.GetDisplayName(),
-		NativeLanguage: req.GetNativeLanguage(), TargetLanguage: req.GetTargetLanguage(), Timezone: req.GetTimezone(),
-		DailyGoalXP: req.GetDailyGoalXp(),
-	}, now)
+	var u User
+	var err error
+	if herr := s.withHashSlot(ctx, func() {
+		u, err = NewUser(uuid.Must(uuid.NewV7()).String(), Registration{
+			Email: req.GetEmail(), Password: req.GetPassword(), Username: req.GetUsername(), DisplayName: req.GetDisplayName(),
+			NativeLanguage: req.GetNativeLanguage(), TargetLanguage: req.GetTargetLanguage(), Timezone: req.GetTimezone(),
+			DailyGoalXP: req.GetDailyGoalXp(),
+		}, now)
+	}); herr != nil {
+		return nil, herr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -116,14 +151,18 @@ var errBadCredentials = apperr.Unauthenticated("INVALID_CREDENTIALS", "email or 
 // Login exchanges email and password for a new token family.
 func (s *Service) Login(ctx context.Context, req *userv1.LoginRequest) (*userv1.LoginResponse, error) {
 	u, err := s.store.UserByEmail(ctx, s.db, NormalizeEmail(req.GetEmail()))
-	if apperr.KindOf(err) == apperr.KindNotFound {
-		VerifyPassword(dummyHash, req.GetPassword()) // same cost as a wrong password
-		return nil, errBadCredentials
-	}
-	if err != nil {
+	if err != nil && apperr.KindOf(err) != apperr.KindNotFound {
 		return nil, err
 	}
-	if !VerifyPassword(u.PasswordHash, req.GetPassword()) {
+	hash := u.PasswordHash
+	if err != nil {
+		hash = dummyHash // an unknown email costs the same as a wrong password
+	}
+	var ok bool
+	if herr := s.withHashSlot(ctx, func() { ok = VerifyPassword(hash, req.GetPassword()) }); herr != nil {
+		return nil, herr
+	}
+	if err != nil || !ok {
 		return nil, errBadCredentials
 	}
 	var refresh string

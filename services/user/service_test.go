@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -266,4 +267,31 @@ func TestConcurrentRefreshOneWinner(t *testing.T) {
 			t.Fatalf("%d concurrent refreshes succeeded, want 1", wins)
 		}
 	})
+}
+
+// A burst of sign-ins beyond the hashing slots is refused with ResourceExhausted
+// instead of piling up argon2id computations.
+func TestSignInBurstIsRefusedWhenHashingIsSaturated(t *testing.T) {
+	s, _ := newTestService(t, dbtest.Open(t, "sqlite", migrations))
+	register(t, s, "busy@example.com", "busy")
+	s.hashWait = 20 * time.Millisecond
+	for range cap(s.hashing) {
+		s.hashing <- struct{}{} // every slot taken
+	}
+	_, err := s.Login(context.Background(), &userv1.LoginRequest{Email: "busy@example.com", Password: "long enough pw"})
+	if apperr.KindOf(err) != apperr.KindTooMany {
+		t.Fatalf("saturated login: %v, want TooMany", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Register(ctx, &userv1.RegisterRequest{Email: "x@example.com", Password: "long enough pw", DisplayName: "X",
+		Username: "xx_1", NativeLanguage: "vi", TargetLanguage: "en"}); err == nil {
+		t.Fatal("register with a cancelled context and no slot succeeded")
+	}
+	for range cap(s.hashing) {
+		<-s.hashing
+	}
+	if _, err := s.Login(context.Background(), &userv1.LoginRequest{Email: "busy@example.com", Password: "long enough pw"}); err != nil {
+		t.Fatalf("login after slots freed: %v", err)
+	}
 }
