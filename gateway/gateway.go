@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,6 +84,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	mux := runtime.NewServeMux(
 		runtime.WithErrorHandler(grpcErrorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
@@ -214,6 +216,15 @@ func (g *Gateway) health(ready bool) http.HandlerFunc {
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(rep)
 	}
+}
+
+// headerMatcher forwards Idempotency-Key as gRPC metadata "idempotency-key" (read
+// by platform/idempotency), and everything else as grpc-gateway does by default.
+func headerMatcher(key string) (string, bool) {
+	if strings.EqualFold(key, "Idempotency-Key") {
+		return "idempotency-key", true
+	}
+	return runtime.DefaultHeaderMatcher(key)
 }
 
 // accessLog logs one line per request: method, path, status, duration. Never bodies.
