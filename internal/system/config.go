@@ -36,6 +36,8 @@ type Config struct {
 	AccessTTL   time.Duration `env:"PUCHI_ACCESS_TOKEN_TTL" default:"15m" help:"access token lifetime"`
 	RefreshTTL  time.Duration `env:"PUCHI_REFRESH_TOKEN_TTL" default:"720h" help:"refresh token lifetime"`
 
+	AdminEmails []string `env:"PUCHI_ADMIN_EMAILS" help:"comma-separated emails that get the admin role when they register"`
+
 	LogLevel     slog.Level `env:"PUCHI_LOG_LEVEL" default:"info" help:"debug, info, warn or error"`
 	LogFormat    string     `env:"PUCHI_LOG_FORMAT" default:"json" help:"json or text"`
 	OTLPEndpoint string     `env:"OTEL_EXPORTER_OTLP_ENDPOINT" help:"OTLP/gRPC endpoint for traces; empty: traces stay in process"`

@@ -36,7 +36,7 @@ import (
 // Specs lists every service that exists, in start order.
 func Specs(cfg *Config) []service.Spec {
 	return []service.Spec{
-		user.Spec(user.Config{AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL}),
+		user.Spec(user.Config{AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, AdminEmails: cfg.AdminEmails}),
 	}
 }
 

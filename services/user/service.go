@@ -51,6 +51,9 @@ func Spec(cfg Config) service.Spec {
 type Config struct {
 	AccessTTL  time.Duration // access token lifetime (default 15m)
 	RefreshTTL time.Duration // refresh token lifetime (default 30 days)
+	// AdminEmails get the admin role when they register (PUCHI_ADMIN_EMAILS): the
+	// way to bootstrap the first administrator of an installation.
+	AdminEmails []string
 }
 
 // Service implements userv1.UserServiceServer. Proto types stop here: handlers
@@ -120,6 +123,9 @@ func (s *Service) Register(ctx context.Context, req *userv1.RegisterRequest) (*u
 	}
 	if err != nil {
 		return nil, err
+	}
+	if s.isAdminEmail(u.Email) {
+		u.Role = RoleAdmin
 	}
 	var refresh string
 	err = s.db.InTx(ctx, func(ctx context.Context, tx *db.Tx) error {
@@ -368,6 +374,15 @@ func (s *Service) tokenPair(u User, refresh string) (*userv1.TokenPair, error) {
 		AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
 		ExpiresInSeconds: int32(s.cfg.AccessTTL / time.Second), RefreshExpiresInSeconds: int32(s.cfg.RefreshTTL / time.Second),
 	}, nil
+}
+
+func (s *Service) isAdminEmail(email string) bool {
+	for _, a := range s.cfg.AdminEmails {
+		if NormalizeEmail(a) == email {
+			return true
+		}
+	}
+	return false
 }
 
 func callerID(ctx context.Context) (string, error) {

@@ -295,3 +295,17 @@ func TestSignInBurstIsRefusedWhenHashingIsSaturated(t *testing.T) {
 		t.Fatalf("login after slots freed: %v", err)
 	}
 }
+
+func TestAdminEmailsRegisterAsAdmins(t *testing.T) {
+	s, ver := newTestService(t, dbtest.Open(t, "sqlite", migrations))
+	s.cfg.AdminEmails = []string{" Boss@Example.com "}
+	admin := register(t, s, "boss@example.com", "boss")
+	learner := register(t, s, "lan@example.com", "lan")
+	if admin.GetUser().GetRole() != userv1.Role_ROLE_ADMIN || learner.GetUser().GetRole() != userv1.Role_ROLE_LEARNER {
+		t.Fatalf("roles: admin=%v learner=%v", admin.GetUser().GetRole(), learner.GetUser().GetRole())
+	}
+	c, err := ver.Verify(admin.GetTokens().GetAccessToken())
+	if err != nil || c.Role != auth.RoleAdmin {
+		t.Fatalf("admin token role %q (%v)", c.Role, err)
+	}
+}
