@@ -16,6 +16,11 @@ import (
 // ErrProducerClosed is returned by [Producer.Publish] after [Producer.Close].
 var ErrProducerClosed = errors.New("kafka: producer closed")
 
+// ErrSkipped is the result [Producer.Publish] gives a message it did not attempt
+// because an earlier message of the same call with the same topic and key failed:
+// producing it would have let it overtake that one. Nothing was sent for it.
+var ErrSkipped = errors.New("kafka: not attempted: an earlier message with the same topic and key failed")
+
 // Producer is Puchi's idempotent Kafka producer (enable.idempotence=true,
 // acks=all): no duplicates from internal retries and per-key (per-partition)
 // order preserved. It is safe for concurrent use. A background goroutine always
@@ -74,7 +79,7 @@ func (pr *Producer) eventLoop() {
 			if !ok {
 				continue
 			}
-			s.b.report(s.i, e.TopicPartition.Error)
+			s.b.report(s.i, classify(e.TopicPartition.Error))
 		case ck.Error:
 			if e.IsFatal() {
 				err := error(e)
@@ -124,6 +129,16 @@ func (b *batch) snapshot(cause error) []error {
 // and topic are delivered in slice order, also across calls from one goroutine.
 // A message with Partition < 0 is placed by the murmur2 partitioner from its key.
 // Safe for concurrent use.
+//
+// Per-key stop: once a message cannot be enqueued (e.g. it exceeds
+// message.max.bytes), the later messages of msgs with the same topic and key are
+// not attempted and report [ErrSkipped]. A message that is enqueued and fails
+// later, in its delivery report, cannot recall those already enqueued behind it:
+// a caller that needs per-key order must treat a delivered message that follows a
+// failed one of its key as not delivered (the outbox relay does). Errors that
+// concern the message itself and cannot succeed on retry (too large, invalid) are
+// marked [Permanent]; errors of the connection, the cluster, a fatal producer
+// state or ctx are not.
 func (pr *Producer) Publish(ctx context.Context, msgs []Message) []error {
 	if len(msgs) == 0 {
 		return nil
@@ -143,8 +158,19 @@ func (pr *Producer) Publish(ctx context.Context, msgs []Message) []error {
 		pr.mu.RUnlock()
 		return fill(len(msgs), *f)
 	}
+	var failed map[string]bool // topic+key of the messages that could not be enqueued
 	for i := range msgs {
-		if err := pr.produce(ctx, &msgs[i], &slot{b: b, i: i}); err != nil {
+		m := &msgs[i]
+		k := m.Topic + "\x00" + string(m.Key)
+		if failed[k] {
+			b.report(i, ErrSkipped)
+			continue
+		}
+		if err := pr.produce(ctx, m, &slot{b: b, i: i}); err != nil {
+			if failed == nil {
+				failed = make(map[string]bool)
+			}
+			failed[k] = true
 			b.report(i, err)
 		}
 	}
@@ -167,7 +193,7 @@ func (pr *Producer) produce(ctx context.Context, m *Message, s *slot) error {
 		var kerr ck.Error
 		if err == nil || !errors.As(err, &kerr) || kerr.Code() != ck.ErrQueueFull {
 			if err != nil {
-				return fmt.Errorf("kafka: produce to %s: %w", m.Topic, err)
+				return classify(fmt.Errorf("kafka: produce to %s: %w", m.Topic, err))
 			}
 			return nil
 		}
@@ -177,6 +203,33 @@ func (pr *Producer) produce(ctx context.Context, m *Message, s *slot) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// Err returns the fatal error that has made the producer unusable, or nil while
+// it is healthy. A fatal error (e.g. the idempotent producer losing its
+// guarantees) is permanent: every later [Producer.Publish] fails with it and only
+// a new producer, in practice a restart of the process, recovers. Err does not
+// report [Producer.Close]. Safe for concurrent use; meant for readiness checks.
+func (pr *Producer) Err() error {
+	if f := pr.fatal.Load(); f != nil {
+		return *f
+	}
+	return nil
+}
+
+// classify marks err [Permanent] when its client error code says the message
+// itself can never be accepted, however often it is retried.
+func classify(err error) error {
+	var kerr ck.Error
+	if err == nil || !errors.As(err, &kerr) || kerr.IsFatal() {
+		return err
+	}
+	switch kerr.Code() {
+	case ck.ErrMsgSizeTooLarge, ck.ErrInvalidMsgSize, ck.ErrInvalidMsg,
+		ck.ErrRecordListTooLarge, ck.ErrInvalidRecord, ck.ErrInvalidArg:
+		return Permanent(err)
+	}
+	return err
 }
 
 // Close waits until every queued message is delivered (or ctx is done), then

@@ -568,3 +568,40 @@ func TestBrokerPerKeyOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestBrokerPoisonRowIsParked: with the real producer, an event larger than
+// message.max.bytes never overtakes nor blocks: the rows of its key wait behind it
+// until it is parked, other keys go out at once, and nothing is duplicated.
+func TestBrokerPoisonRowIsParked(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, d *db.DB, cfg kafka.Config) {
+		const topic = "lesson-events"
+		ensureTopic(t, cfg, topic)
+		poison := newLessonEvent(t, topic, "user-1", "poison")
+		poison.Value = make([]byte, 2<<20) // > message.max.bytes (1 MB)
+		after := newLessonEvent(t, topic, "user-1", "after")
+		other := newLessonEvent(t, topic, "user-2", "other")
+		commitEvents(t, d, poison, after, other)
+		r := outbox.NewRelay(d, newProducer(t, cfg), outbox.RelayConfig{
+			PollInterval: 50 * time.Millisecond, Backoff: 10 * time.Millisecond, MaxAttempts: 3,
+		}, quietLogger(t))
+		reader := newTopicReader(t, cfg, topic)
+		startRelay(t, r)
+		reader.waitFor("the other key", hasID(other.ID()))
+		waitUntil(t, "the poison row parked", func() bool {
+			n, err := r.Parked(context.Background())
+			return err == nil && n == 1
+		})
+		reader.waitFor("the row behind the poison one", hasID(after.ID()))
+		waitUntil(t, "empty backlog", func() bool { return backlog(t, d) == 0 })
+		all := reader.readToEnd()
+		if len(all) != 2 {
+			t.Fatalf("topic holds %d records, want 2 (other, after)", len(all))
+		}
+		for _, rec := range all {
+			if rec.id() == poison.ID() {
+				t.Error("the poison row was published")
+			}
+		}
+	})
+}

@@ -20,12 +20,15 @@ import (
 )
 
 // recorder is an in-memory Publisher. fail, when set, decides per message whether
-// this call fails it; delivered messages are appended in publish order.
+// this call fails it; delivered messages are appended in publish order. With
+// stopKey it behaves like kafka.Producer on a local failure: the later messages of
+// a failed message's key in the call are not attempted and get kafka.ErrSkipped.
 type recorder struct {
 	mu        sync.Mutex
 	delivered []kafka.Message
 	calls     int
 	fail      func(call, i int, m kafka.Message) error
+	stopKey   bool
 }
 
 func (r *recorder) Publish(_ context.Context, msgs []kafka.Message) []error {
@@ -33,9 +36,15 @@ func (r *recorder) Publish(_ context.Context, msgs []kafka.Message) []error {
 	defer r.mu.Unlock()
 	r.calls++
 	errs := make([]error, len(msgs))
+	failed := map[string]bool{}
 	for i, m := range msgs {
+		if r.stopKey && failed[m.Topic+"/"+string(m.Key)] {
+			errs[i] = kafka.ErrSkipped
+			continue
+		}
 		if r.fail != nil {
 			if errs[i] = r.fail(r.calls, i, m); errs[i] != nil {
+				failed[m.Topic+"/"+string(m.Key)] = true
 				continue
 			}
 		}
