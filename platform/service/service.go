@@ -24,6 +24,8 @@ import (
 	"github.com/puchi-dev/puchi/platform/db"
 	"github.com/puchi-dev/puchi/platform/grpcx"
 	"github.com/puchi-dev/puchi/platform/health"
+	"github.com/puchi-dev/puchi/platform/idempotency"
+	"github.com/puchi-dev/puchi/platform/inbox"
 	"github.com/puchi-dev/puchi/platform/kafka"
 	"github.com/puchi-dev/puchi/platform/outbox"
 )
@@ -89,6 +91,7 @@ type Instance struct {
 	Admin    *health.Admin
 
 	grpcLis net.Listener
+	log     *slog.Logger
 }
 
 // GRPCAddr is the address the gRPC server listens on.
@@ -98,7 +101,7 @@ func (i *Instance) GRPCAddr() string { return i.grpcLis.Addr().String() }
 // Nothing serves until the components run. On error, what was opened is closed.
 func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance, err error) {
 	log := sh.Log.With("service", spec.Name)
-	inst := &Instance{Spec: spec}
+	inst := &Instance{Spec: spec, log: log}
 	defer func() {
 		if err != nil {
 			inst.Close()
@@ -167,6 +170,38 @@ type grpcComponent struct{ i *Instance }
 func (g *grpcComponent) Name() string                  { return g.i.Server.Name() }
 func (g *grpcComponent) Run(ctx context.Context) error { return g.i.Server.Serve(ctx, g.i.grpcLis) }
 
+// Retention of the bookkeeping tables: longer than Kafka's 30-day retention for
+// processed event ids (a replay from the log start is still deduplicated), a day
+// for idempotency keys (client retries happen within minutes).
+const (
+	inboxRetention       = 35 * 24 * time.Hour
+	idempotencyRetention = 24 * time.Hour
+	janitorInterval      = time.Hour
+)
+
+// janitor deletes expired inbox and idempotency rows every hour until ctx ends.
+func (i *Instance) janitor(ctx context.Context) error {
+	t := time.NewTicker(janitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if n, err := inbox.Cleanup(ctx, i.DB, inboxRetention); err != nil {
+			i.log.Warn("inbox cleanup failed", "err", err)
+		} else if n > 0 {
+			i.log.Info("inbox cleanup", "deleted", n)
+		}
+		if n, err := idempotency.Cleanup(ctx, i.DB, idempotencyRetention); err != nil {
+			i.log.Warn("idempotency cleanup failed", "err", err)
+		} else if n > 0 {
+			i.log.Info("idempotency cleanup", "deleted", n)
+		}
+	}
+}
+
 // component names a Run function for the app (relays and consumers are not
 // components by themselves).
 type component struct {
@@ -192,10 +227,15 @@ func Mount(a *app.App, producer *kafka.Producer, insts ...*Instance) {
 			consumers = append(consumers, &component{"consumer " + i.Spec.Group(), i.Consumer.Run})
 		}
 	}
+	var janitors []app.Component
+	for _, i := range insts {
+		janitors = append(janitors, &component{"janitor " + i.Spec.Name, i.janitor})
+	}
 	a.Add(servers...)
 	a.Add(consumers...)
 	a.Add(relays...)
 	a.Add(admins...)
+	a.Add(janitors...)
 	a.OnStop("mark not serving", time.Second, func(ctx context.Context) error {
 		for _, i := range insts {
 			_ = i.Server.MarkNotServing(ctx)
