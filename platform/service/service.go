@@ -138,6 +138,9 @@ func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance,
 	checks := map[string]func(context.Context) error{
 		"database": inst.DB.PingContext,
 	}
+	if sh.Producer != nil {
+		checks["kafka producer"] = func(context.Context) error { return sh.Producer.Err() }
+	}
 	var lc net.ListenConfig
 	if inst.grpcLis, err = lc.Listen(ctx, "tcp", addrs.GRPC); err != nil {
 		return nil, fmt.Errorf("%s: listen gRPC on %s: %w", spec.Name, addrs.GRPC, err)
