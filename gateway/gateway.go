@@ -22,7 +22,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	lessonv1 "github.com/puchi-dev/puchi/gen/go/puchi/lesson/v1"
+	progressv1 "github.com/puchi-dev/puchi/gen/go/puchi/progress/v1"
+	quizv1 "github.com/puchi-dev/puchi/gen/go/puchi/quiz/v1"
 	userv1 "github.com/puchi-dev/puchi/gen/go/puchi/user/v1"
+	vocabularyv1 "github.com/puchi-dev/puchi/gen/go/puchi/vocabulary/v1"
 )
 
 //go:embed docs.html
@@ -31,7 +35,11 @@ var docsPage []byte
 // registrars maps a service name to the generated function that mounts its REST
 // routes. A service that exists gets one line here.
 var registrars = map[string]func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-	"user": userv1.RegisterUserServiceHandler,
+	"user":       userv1.RegisterUserServiceHandler,
+	"lesson":     lessonv1.RegisterLessonServiceHandler,
+	"quiz":       quizv1.RegisterQuizServiceHandler,
+	"vocabulary": vocabularyv1.RegisterVocabularyServiceHandler,
+	"progress":   progressv1.RegisterProgressServiceHandler,
 }
 
 // Config is the gateway's configuration. Upstreams are connections the caller

@@ -30,13 +30,19 @@ import (
 	"github.com/puchi-dev/puchi/platform/kafka"
 	"github.com/puchi-dev/puchi/platform/service"
 	"github.com/puchi-dev/puchi/platform/telemetry"
+	"github.com/puchi-dev/puchi/services/progress"
+	"github.com/puchi-dev/puchi/services/quiz"
 	"github.com/puchi-dev/puchi/services/user"
+	"github.com/puchi-dev/puchi/services/vocabulary"
 )
 
 // Specs lists every service that exists, in start order.
 func Specs(cfg *Config) []service.Spec {
 	return []service.Spec{
 		user.Spec(user.Config{AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, AdminEmails: cfg.AdminEmails}),
+		quiz.Spec(quiz.Config{}),
+		vocabulary.Spec(vocabulary.Config{}),
+		progress.Spec(progress.Config{}), // dials user: listed after it
 	}
 }
 
