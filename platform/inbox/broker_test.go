@@ -20,16 +20,12 @@ import (
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/puchi-dev/puchi/platform/broker"
 	"github.com/puchi-dev/puchi/platform/db"
 	"github.com/puchi-dev/puchi/platform/db/dbtest"
 	"github.com/puchi-dev/puchi/platform/inbox"
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/kafka/kafkatest"
 )
-
-// brokerWait bounds every wait of these tests: generous, for a loaded 2-core
-// machine under -race. Conditions are polled, never assumed after a fixed sleep.
-const brokerWait = 60 * time.Second
 
 // consumerBackoff keeps retries fast.
 const consumerBackoff = 10 * time.Millisecond
@@ -45,62 +41,13 @@ func forEachEngine(t *testing.T, fn func(t *testing.T, d *db.DB, cfg kafka.Confi
 	t.Helper()
 	for _, dialect := range dbtest.Dialects() {
 		t.Run(string(dialect), func(t *testing.T) {
-			fn(t, dbtest.Open(t, dialect, brokerSchema), startEmbeddedBroker(t))
+			fn(t, dbtest.Open(t, dialect, brokerSchema), kafkatest.Start(t))
 		})
 	}
 }
 
 func quietLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError}))
-}
-
-func startEmbeddedBroker(t *testing.T) kafka.Config {
-	t.Helper()
-	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir()}, quietLogger(t))
-	if err != nil {
-		t.Fatalf("start broker: %v", err)
-	}
-	t.Cleanup(b.Close)
-	return kafka.Config{Brokers: b.Addrs(), ClientID: "inbox-broker-test"}
-}
-
-func ensureTopic(t *testing.T, cfg kafka.Config, topic string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), brokerWait)
-	defer cancel()
-	if err := kafka.EnsureTopics(ctx, cfg, topic); err != nil {
-		t.Fatalf("EnsureTopics(%s): %v", topic, err)
-	}
-}
-
-func newEvent(t *testing.T, topic, key, text string) kafka.Message {
-	t.Helper()
-	m, err := kafka.NewEvent(kafka.EventSpec{
-		Topic: topic, Key: key, Source: "test", Subject: key, Payload: wrapperspb.String(text),
-	})
-	if err != nil {
-		t.Fatalf("NewEvent: %v", err)
-	}
-	return m
-}
-
-// produce publishes msgs, in order, with a real producer and fails on any error.
-func produce(t *testing.T, cfg kafka.Config, msgs ...kafka.Message) {
-	t.Helper()
-	p, err := kafka.NewProducer(cfg, quietLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), brokerWait)
-	defer cancel()
-	for i, err := range p.Publish(ctx, msgs) {
-		if err != nil {
-			t.Fatalf("publish %d (%s): %v", i, msgs[i].String(), err)
-		}
-	}
-	if err := p.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // runConsumer starts a consumer in the background; stop cancels it and waits for
@@ -114,33 +61,7 @@ func runConsumer(t *testing.T, cfg kafka.Config, cc kafka.ConsumerConfig, h kafk
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	stop := sync.OnceFunc(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("consumer %s: Run: %v", cc.Group, err)
-			}
-		case <-time.After(brokerWait):
-			t.Errorf("consumer %s: Run did not return within %s", cc.Group, brokerWait)
-		}
-	})
-	t.Cleanup(stop)
-	return c, stop
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(brokerWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", brokerWait, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return c, kafkatest.Go(t, "consumer "+cc.Group, c.Run)
 }
 
 func queryInt(t *testing.T, d *db.DB, query string, args ...any) int {
@@ -218,86 +139,6 @@ func (a *counterApp) router(t *testing.T) *kafka.Router {
 	return r
 }
 
-// record is one record read back from a topic by a topicReader.
-type record struct {
-	partition int32
-	offset    int64
-	key       string
-	value     []byte
-	headers   map[string]string
-}
-
-func (r record) id() string { return r.headers[kafka.HeaderID] }
-
-// readTopic returns every record of topic up to its current high watermarks, read
-// with a raw confluent consumer assigned every partition from the beginning.
-func readTopic(t *testing.T, cfg kafka.Config, topic string) []record {
-	t.Helper()
-	c, err := ck.NewConsumer(&ck.ConfigMap{
-		"bootstrap.servers":  cfg.Brokers,
-		"group.id":           "reader-" + topic, // required by librdkafka; never joined
-		"enable.auto.commit": false,
-		"auto.offset.reset":  "earliest",
-	})
-	if err != nil {
-		t.Fatalf("reader: %v", err)
-	}
-	defer c.Close()
-	md, err := c.GetMetadata(&topic, false, int(brokerWait.Milliseconds()))
-	if err != nil {
-		t.Fatalf("reader: metadata of %s: %v", topic, err)
-	}
-	high := map[int32]int64{}
-	next := map[int32]int64{}
-	var tps []ck.TopicPartition
-	for _, p := range md.Topics[topic].Partitions {
-		_, h, err := c.QueryWatermarkOffsets(topic, p.ID, int(brokerWait.Milliseconds()))
-		if err != nil {
-			t.Fatalf("reader: watermarks of %s[%d]: %v", topic, p.ID, err)
-		}
-		high[p.ID] = h
-		tps = append(tps, ck.TopicPartition{Topic: &topic, Partition: p.ID, Offset: ck.OffsetBeginning})
-	}
-	if len(tps) == 0 {
-		t.Fatalf("reader: topic %s has no partitions", topic)
-	}
-	if err := c.Assign(tps); err != nil {
-		t.Fatalf("reader: assign: %v", err)
-	}
-	done := func() bool {
-		for p, h := range high {
-			if next[p] < h {
-				return false
-			}
-		}
-		return true
-	}
-	var recs []record
-	deadline := time.Now().Add(brokerWait)
-	for !done() {
-		if time.Now().After(deadline) {
-			t.Fatalf("reader: timed out reading %s (%d records read)", topic, len(recs))
-		}
-		e, ok := c.Poll(100).(*ck.Message)
-		if !ok || e.TopicPartition.Error != nil {
-			continue
-		}
-		rec := record{
-			partition: e.TopicPartition.Partition,
-			offset:    int64(e.TopicPartition.Offset),
-			key:       string(e.Key),
-			value:     e.Value,
-			headers:   map[string]string{},
-		}
-		for _, h := range e.Headers {
-			rec.headers[h.Key] = string(h.Value)
-		}
-		recs = append(recs, rec)
-		next[rec.partition] = rec.offset + 1
-	}
-	return recs
-}
-
 // resetGroupOffsets rewinds group to offset 0 on every partition of topic, as an
 // operator would to force redelivery. The group must have no members; it retries
 // while the last one is still leaving.
@@ -308,7 +149,7 @@ func resetGroupOffsets(t *testing.T, cfg kafka.Config, group, topic string) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	md, err := admin.GetMetadata(&topic, false, int(brokerWait.Milliseconds()))
+	md, err := admin.GetMetadata(&topic, false, int(kafkatest.Timeout.Milliseconds()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +157,7 @@ func resetGroupOffsets(t *testing.T, cfg kafka.Config, group, topic string) {
 	for _, p := range md.Topics[topic].Partitions {
 		tps = append(tps, ck.TopicPartition{Topic: &topic, Partition: p.ID, Offset: 0})
 	}
-	waitUntil(t, "offsets reset", func() bool {
+	kafkatest.WaitFor(t, "offsets reset", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		res, err := admin.AlterConsumerGroupOffsets(ctx, []ck.ConsumerGroupTopicPartitions{{Group: group, Partitions: tps}})
@@ -344,14 +185,14 @@ func TestBrokerRedeliveryHasNoSecondEffect(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, d *db.DB, cfg kafka.Config) {
 		const topic, group = "lesson-events", "progress-group"
-		ensureTopic(t, cfg, topic)
-		ev := newEvent(t, topic, "user-1", "lesson-done")
-		produce(t, cfg, ev, ev) // two records, one event
+		kafkatest.EnsureTopics(t, cfg, topic)
+		ev := kafkatest.Event(t, topic, "user-1", "lesson-done")
+		kafkatest.Produce(t, cfg, ev, ev) // two records, one event
 
 		app := newCounterApp(d, group, nil)
 		router := app.router(t)
 		c1, stop1 := runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, router.Handle)
-		waitUntil(t, "both copies handled", func() bool { return c1.Stats().Processed == 2 })
+		kafkatest.WaitFor(t, "both copies handled", func() bool { return c1.Stats().Processed == 2 })
 		check := func(stage string) {
 			t.Helper()
 			if n := tally(t, d, "lesson-done"); n != 1 {
@@ -392,7 +233,7 @@ func TestBrokerRedeliveryHasNoSecondEffect(t *testing.T) {
 		stop1()
 		resetGroupOffsets(t, cfg, group, topic)
 		c2, _ := runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, router.Handle)
-		waitUntil(t, "both copies redelivered", func() bool { return c2.Stats().Processed == 2 })
+		kafkatest.WaitFor(t, "both copies redelivered", func() bool { return c2.Stats().Processed == 2 })
 		check("after rewinding the group")
 	})
 }
@@ -404,11 +245,11 @@ func TestBrokerPoisonMessageGoesToDLQAndPartitionMovesOn(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, d *db.DB, cfg kafka.Config) {
 		const topic, group = "lesson-events", "progress-group"
-		ensureTopic(t, cfg, topic)
-		poison := newEvent(t, topic, "user-1", "x")
+		kafkatest.EnsureTopics(t, cfg, topic)
+		poison := kafkatest.Event(t, topic, "user-1", "x")
 		poison.Value = []byte{0xff, 0xff, 0xff, 0xff} // ce_type google.protobuf.StringValue, garbage bytes
-		valid := newEvent(t, topic, "user-1", "valid")
-		produce(t, cfg, poison, valid)
+		valid := kafkatest.Event(t, topic, "user-1", "valid")
+		kafkatest.Produce(t, cfg, poison, valid)
 
 		app := newCounterApp(d, group, nil)
 		var mu sync.Mutex
@@ -422,7 +263,7 @@ func TestBrokerPoisonMessageGoesToDLQAndPartitionMovesOn(t *testing.T) {
 				mu.Unlock()
 				return router.Handle(ctx, m)
 			})
-		waitUntil(t, "valid processed and poison dead-lettered", func() bool {
+		kafkatest.WaitFor(t, "valid processed and poison dead-lettered", func() bool {
 			s := c.Stats()
 			return s.Processed == 1 && s.DeadLettered == 1
 		})
@@ -451,13 +292,13 @@ func TestBrokerPoisonMessageGoesToDLQAndPartitionMovesOn(t *testing.T) {
 		if p == nil || v == nil || p.Partition != v.Partition || p.Offset >= v.Offset {
 			t.Fatalf("poison %v and valid %v should share a partition, poison first", p, v)
 		}
-		dead := readTopic(t, cfg, kafka.DLQTopic(group))
+		dead := kafkatest.ReadAll(t, cfg, kafka.DLQTopic(group))
 		if len(dead) != 1 {
 			t.Fatalf("%s holds %d records, want 1", kafka.DLQTopic(group), len(dead))
 		}
 		dl := dead[0]
-		if dl.id() != poison.ID() || dl.key != "user-1" || string(dl.value) != string(poison.Value) ||
-			dl.headers[kafka.HeaderType] != "google.protobuf.StringValue" {
+		if dl.ID() != poison.ID() || string(dl.Key) != "user-1" || string(dl.Value) != string(poison.Value) ||
+			dl.Headers[kafka.HeaderType] != "google.protobuf.StringValue" {
 			t.Errorf("dead letter lost identity, key, value or type: %+v", dl)
 		}
 		wantDLQ := map[string]string{
@@ -467,15 +308,15 @@ func TestBrokerPoisonMessageGoesToDLQAndPartitionMovesOn(t *testing.T) {
 			kafka.HeaderDLQGroup:     group,
 		}
 		for k, want := range wantDLQ {
-			if dl.headers[k] != want {
-				t.Errorf("dead letter header %s = %q, want %q", k, dl.headers[k], want)
+			if dl.Headers[k] != want {
+				t.Errorf("dead letter header %s = %q, want %q", k, dl.Headers[k], want)
 			}
 		}
-		if !strings.Contains(dl.headers[kafka.HeaderDLQError], "decode") {
-			t.Errorf("dlq_error = %q, want the decode error", dl.headers[kafka.HeaderDLQError])
+		if !strings.Contains(dl.Headers[kafka.HeaderDLQError], "decode") {
+			t.Errorf("dlq_error = %q, want the decode error", dl.Headers[kafka.HeaderDLQError])
 		}
-		if _, err := time.Parse(time.RFC3339Nano, dl.headers[kafka.HeaderDLQTime]); err != nil {
-			t.Errorf("dlq_time = %q: %v", dl.headers[kafka.HeaderDLQTime], err)
+		if _, err := time.Parse(time.RFC3339Nano, dl.Headers[kafka.HeaderDLQTime]); err != nil {
+			t.Errorf("dlq_time = %q: %v", dl.Headers[kafka.HeaderDLQTime], err)
 		}
 	})
 }
@@ -488,11 +329,11 @@ func TestBrokerHandlerErrorRollsBack(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, d *db.DB, cfg kafka.Config) {
 		const topic, group = "lesson-events", "progress-group"
-		ensureTopic(t, cfg, topic)
-		fail := newEvent(t, topic, "user-1", "fail")
-		flaky := newEvent(t, topic, "user-1", "flaky")
-		ok := newEvent(t, topic, "user-1", "ok")
-		produce(t, cfg, fail, flaky, ok)
+		kafkatest.EnsureTopics(t, cfg, topic)
+		fail := kafkatest.Event(t, topic, "user-1", "fail")
+		flaky := kafkatest.Event(t, topic, "user-1", "flaky")
+		ok := kafkatest.Event(t, topic, "user-1", "ok")
+		kafkatest.Produce(t, cfg, fail, flaky, ok)
 
 		app := newCounterApp(d, group, func(text string, attempt int) error {
 			switch {
@@ -504,7 +345,7 @@ func TestBrokerHandlerErrorRollsBack(t *testing.T) {
 			return nil
 		})
 		c, _ := runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, app.router(t).Handle)
-		waitUntil(t, "2 processed, 1 dead-lettered", func() bool {
+		kafkatest.WaitFor(t, "2 processed, 1 dead-lettered", func() bool {
 			s := c.Stats()
 			return s.Processed == 2 && s.DeadLettered == 1
 		})
@@ -534,11 +375,11 @@ func TestBrokerHandlerErrorRollsBack(t *testing.T) {
 		if n := processedRows(t, d, group); n != 2 {
 			t.Errorf("processed_events rows = %d, want 2", n)
 		}
-		dead := readTopic(t, cfg, kafka.DLQTopic(group))
-		if len(dead) != 1 || dead[0].id() != fail.ID() {
+		dead := kafkatest.ReadAll(t, cfg, kafka.DLQTopic(group))
+		if len(dead) != 1 || dead[0].ID() != fail.ID() {
 			t.Fatalf("DLQ = %+v, want only the failed event", dead)
 		}
-		if e := dead[0].headers[kafka.HeaderDLQError]; !strings.Contains(e, "boom: cannot apply") {
+		if e := dead[0].Headers[kafka.HeaderDLQError]; !strings.Contains(e, "boom: cannot apply") {
 			t.Errorf("dlq_error = %q, want the handler's error", e)
 		}
 	})
@@ -552,27 +393,27 @@ func TestBrokerRestartResumesFromCommittedOffset(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, d *db.DB, cfg kafka.Config) {
 		const topic, group = "lesson-events", "progress-group"
 		const n, m = 12, 9
-		ensureTopic(t, cfg, topic)
+		kafkatest.EnsureTopics(t, cfg, topic)
 		keys := []string{"user-a", "user-b", "user-c"} // every key gets events in both batches
 		var first, second []kafka.Message
 		for i := range n {
-			first = append(first, newEvent(t, topic, keys[i%len(keys)], "first-"+strconv.Itoa(i)))
+			first = append(first, kafkatest.Event(t, topic, keys[i%len(keys)], "first-"+strconv.Itoa(i)))
 		}
 		for i := range m {
-			second = append(second, newEvent(t, topic, keys[i%len(keys)], "second-"+strconv.Itoa(i)))
+			second = append(second, kafkatest.Event(t, topic, keys[i%len(keys)], "second-"+strconv.Itoa(i)))
 		}
-		produce(t, cfg, first...)
+		kafkatest.Produce(t, cfg, first...)
 
 		app := newCounterApp(d, group, nil)
 		router := app.router(t)
 		c1, stop1 := runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, router.Handle)
-		waitUntil(t, "first batch processed", func() bool { return c1.Stats().Processed == n })
+		kafkatest.WaitFor(t, "first batch processed", func() bool { return c1.Stats().Processed == n })
 		stop1() // commits the stored offsets and leaves the group
 		if got := tally(t, d, "total"); got != n {
 			t.Fatalf("effects after first run = %d, want %d", got, n)
 		}
 
-		produce(t, cfg, second...)
+		kafkatest.Produce(t, cfg, second...)
 		var mu sync.Mutex
 		var seen2 []string
 		c2, _ := runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}},
@@ -585,7 +426,7 @@ func TestBrokerRestartResumesFromCommittedOffset(t *testing.T) {
 		// Per partition the first batch precedes the second, and every partition
 		// with first-batch records has second-batch ones: once all of the second
 		// batch is in, any redelivery of the first would have been seen.
-		waitUntil(t, "second batch processed", func() bool { return tally(t, d, "total") == n+m && c2.Stats().Processed >= m })
+		kafkatest.WaitFor(t, "second batch processed", func() bool { return tally(t, d, "total") == n+m && c2.Stats().Processed >= m })
 		if s := c2.Stats(); s.Processed != m {
 			t.Errorf("restarted consumer processed %d messages, want %d", s.Processed, m)
 		}

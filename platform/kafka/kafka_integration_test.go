@@ -10,27 +10,18 @@ import (
 	"testing"
 	"time"
 
-	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/kafka/kafkatest"
 )
-
-func ensure(t *testing.T, cfg kafka.Config, topics ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := kafka.EnsureTopics(ctx, cfg, topics...); err != nil {
-		t.Fatalf("EnsureTopics(%v): %v", topics, err)
-	}
-}
 
 func describe(t *testing.T, cfg kafka.Config, topics ...string) map[string]kafka.TopicInfo {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), kafkatest.Timeout)
 	defer cancel()
 	infos, err := kafka.DescribeTopics(ctx, cfg, topics...)
 	if err != nil {
@@ -39,34 +30,23 @@ func describe(t *testing.T, cfg kafka.Config, topics ...string) map[string]kafka
 	return infos
 }
 
-func event(t *testing.T, topic, key, text string) kafka.Message {
-	t.Helper()
-	m, err := kafka.NewEvent(kafka.EventSpec{
-		Topic: topic, Key: key, Source: "test", Subject: key, Payload: wrapperspb.String(text),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 func TestEnsureTopicsIdempotentWithRetention(t *testing.T) {
 	t.Parallel()
-	cfg := startBroker(t)
+	cfg := kafkatest.Start(t)
 	const override = 7 * 24 * time.Hour
 	cfg.TopicRetention = map[string]time.Duration{kafka.TopicAnalyticsEvents: override}
 
 	// A topic that already exists with another retention gets realigned.
 	stale := cfg
 	stale.Retention = time.Hour
-	ensure(t, stale, kafka.TopicUserEvents)
+	kafkatest.EnsureTopics(t, stale, kafka.TopicUserEvents)
 	if got := describe(t, cfg, kafka.TopicUserEvents)[kafka.TopicUserEvents].Retention; got != time.Hour {
 		t.Fatalf("pre-existing retention = %s, want 1h", got)
 	}
 
 	all := append(slices.Clone(kafka.Topics), kafka.DLQTopic("g"))
 	for range 2 {
-		ensure(t, cfg, all...)
+		kafkatest.EnsureTopics(t, cfg, all...)
 	}
 	infos := describe(t, cfg, append(all, "missing-topic")...)
 	if _, ok := infos["missing-topic"]; ok {
@@ -93,25 +73,25 @@ func TestEnsureTopicsIdempotentWithRetention(t *testing.T) {
 
 func TestRoundTripKeepsKeyHeadersAndTrace(t *testing.T) {
 	t.Parallel()
-	cfg := startBroker(t)
+	cfg := kafkatest.Start(t)
 	topic := unique("roundtrip")
-	ensure(t, cfg, topic)
+	kafkatest.EnsureTopics(t, cfg, topic)
 
 	ctx, span := otel.Tracer("test").Start(context.Background(), "produce")
 	var sent []kafka.Message
 	for i := range 20 {
-		m := event(t, topic, fmt.Sprintf("user-%d", i%4), strconv.Itoa(i))
+		m := kafkatest.Event(t, topic, fmt.Sprintf("user-%d", i%4), strconv.Itoa(i))
 		m.Headers["x-custom"] = "v" + strconv.Itoa(i)
 		kafka.InjectTrace(ctx, &m)
 		sent = append(sent, m)
 	}
 	span.End()
-	publish(t, cfg, sent...)
+	kafkatest.Produce(t, cfg, sent...)
 
 	var got collector
 	group := unique("rt-group")
-	runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, got.handle)
-	waitFor(t, "20 messages", func() bool { return got.len() >= len(sent) })
+	kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, got.handle)
+	kafkatest.WaitFor(t, "20 messages", func() bool { return got.len() >= len(sent) })
 
 	byID := map[string]kafka.Message{}
 	for _, m := range sent {
@@ -144,7 +124,7 @@ func TestRoundTripKeepsKeyHeadersAndTrace(t *testing.T) {
 
 	// The consumer span continues the producer's trace.
 	wantTrace := span.SpanContext().TraceID()
-	waitFor(t, "consumer spans", func() bool {
+	kafkatest.WaitFor(t, "consumer spans", func() bool {
 		n := 0
 		for _, s := range spans.Ended() {
 			if s.Name() == topic+" process" && s.SpanKind() == trace.SpanKindConsumer && s.SpanContext().TraceID() == wantTrace {
@@ -166,10 +146,10 @@ func decode(t *testing.T, b []byte) *wrapperspb.StringValue {
 
 func TestPoisonMessagesGoToDLQ(t *testing.T) {
 	t.Parallel()
-	cfg := startBroker(t)
+	cfg := kafkatest.Start(t)
 	topic := unique("poison")
 	group := unique("poison-group")
-	ensure(t, cfg, topic)
+	kafkatest.EnsureTopics(t, cfg, topic)
 
 	var handled collector
 	r := kafka.NewRouter()
@@ -181,18 +161,18 @@ func TestPoisonMessagesGoToDLQ(t *testing.T) {
 	})
 
 	// One key, so every message is on one partition behind the poison ones.
-	poison := event(t, topic, "u1", "poison")
-	garbled := event(t, topic, "u1", "x")
+	poison := kafkatest.Event(t, topic, "u1", "poison")
+	garbled := kafkatest.Event(t, topic, "u1", "x")
 	garbled.Value = []byte{0xff, 0xff, 0xff, 0xff} // known ce_type, undecodable bytes
-	unknown := event(t, topic, "u1", "y")
+	unknown := kafkatest.Event(t, topic, "u1", "y")
 	unknown.Headers[kafka.HeaderType] = "puchi.other.v1.Unknown"
-	ok1, ok2 := event(t, topic, "u1", "ok1"), event(t, topic, "u1", "ok2")
-	publish(t, cfg, poison, ok1, garbled, unknown, ok2)
+	ok1, ok2 := kafkatest.Event(t, topic, "u1", "ok1"), kafkatest.Event(t, topic, "u1", "ok2")
+	kafkatest.Produce(t, cfg, poison, ok1, garbled, unknown, ok2)
 
-	c, _ := runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}, Backoff: time.Millisecond}, r.Handle)
-	waitFor(t, "2 good messages", func() bool { return handled.len() == 2 })
+	c, _ := kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}, Backoff: time.Millisecond}, r.Handle)
+	kafkatest.WaitFor(t, "2 good messages", func() bool { return handled.len() == 2 })
 	// ok1, ok2 and the skipped unknown count as processed.
-	waitFor(t, "3 processed, 2 dead-lettered", func() bool {
+	kafkatest.WaitFor(t, "3 processed, 2 dead-lettered", func() bool {
 		s := c.Stats()
 		return s.DeadLettered == 2 && s.Processed == 3
 	})
@@ -201,8 +181,8 @@ func TestPoisonMessagesGoToDLQ(t *testing.T) {
 	}
 
 	var dead collector
-	runConsumer(t, cfg, kafka.ConsumerConfig{Group: unique("dlq-reader"), Topics: []string{kafka.DLQTopic(group)}}, dead.handle)
-	waitFor(t, "2 messages in the DLQ", func() bool { return dead.len() == 2 })
+	kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: unique("dlq-reader"), Topics: []string{kafka.DLQTopic(group)}}, dead.handle)
+	kafkatest.WaitFor(t, "2 messages in the DLQ", func() bool { return dead.len() == 2 })
 	want := map[string]kafka.Message{poison.ID(): poison, garbled.ID(): garbled}
 	for _, m := range dead.snapshot() {
 		orig, ok := want[m.ID()]
@@ -222,20 +202,20 @@ func TestPoisonMessagesGoToDLQ(t *testing.T) {
 
 func TestTransientErrorIsRetried(t *testing.T) {
 	t.Parallel()
-	cfg := startBroker(t)
+	cfg := kafkatest.Start(t)
 	topic := unique("transient")
-	ensure(t, cfg, topic)
-	publish(t, cfg, event(t, topic, "u1", "a"))
+	kafkatest.EnsureTopics(t, cfg, topic)
+	kafkatest.Produce(t, cfg, kafkatest.Event(t, topic, "u1", "a"))
 
 	var calls atomic.Int32
-	c, _ := runConsumer(t, cfg, kafka.ConsumerConfig{Group: unique("transient-group"), Topics: []string{topic}, Backoff: 5 * time.Millisecond},
+	c, _ := kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: unique("transient-group"), Topics: []string{topic}, Backoff: 5 * time.Millisecond},
 		func(ctx context.Context, m *kafka.Message) error {
 			if calls.Add(1) <= 2 {
 				return errors.New("database is locked")
 			}
 			return nil
 		})
-	waitFor(t, "message processed", func() bool { return c.Stats().Processed == 1 })
+	kafkatest.WaitFor(t, "message processed", func() bool { return c.Stats().Processed == 1 })
 	if s := c.Stats(); s.Retried != 2 || s.DeadLettered != 0 || calls.Load() != 3 {
 		t.Errorf("stats = %+v, calls = %d; want 2 retries, no dead letter, 3 calls", s, calls.Load())
 	}
@@ -243,31 +223,31 @@ func TestTransientErrorIsRetried(t *testing.T) {
 
 func TestRestartResumesFromCommittedOffset(t *testing.T) {
 	t.Parallel()
-	cfg := startBroker(t)
+	cfg := kafkatest.Start(t)
 	topic := unique("resume")
 	group := unique("resume-group")
-	ensure(t, cfg, topic)
+	kafkatest.EnsureTopics(t, cfg, topic)
 
 	var first []kafka.Message
 	for i := range 6 {
-		first = append(first, event(t, topic, fmt.Sprintf("u%d", i%3), "first-"+strconv.Itoa(i)))
+		first = append(first, kafkatest.Event(t, topic, fmt.Sprintf("u%d", i%3), "first-"+strconv.Itoa(i)))
 	}
-	publish(t, cfg, first...)
+	kafkatest.Produce(t, cfg, first...)
 	var seen1 collector
-	c1, stop1 := runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, seen1.handle)
-	waitFor(t, "first batch", func() bool { return c1.Stats().Processed == uint64(len(first)) })
+	c1, stop1 := kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, seen1.handle)
+	kafkatest.WaitFor(t, "first batch", func() bool { return c1.Stats().Processed == uint64(len(first)) })
 	stop1()
 
 	var second []kafka.Message
 	for i := range 6 {
-		second = append(second, event(t, topic, fmt.Sprintf("u%d", i%3), "second-"+strconv.Itoa(i)))
+		second = append(second, kafkatest.Event(t, topic, fmt.Sprintf("u%d", i%3), "second-"+strconv.Itoa(i)))
 	}
-	publish(t, cfg, second...)
+	kafkatest.Produce(t, cfg, second...)
 	var seen2 collector
-	runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, seen2.handle)
+	kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, seen2.handle)
 	// Every key's partition holds the first batch before the second, so once the
 	// second batch is in, any redelivery of the first would have been seen.
-	waitFor(t, "second batch", func() bool { return seen2.len() >= len(second) })
+	kafkatest.WaitFor(t, "second batch", func() bool { return seen2.len() >= len(second) })
 	for _, m := range seen2.snapshot() {
 		if v := decode(t, m.Value).GetValue(); v[:6] != "second" {
 			t.Errorf("restarted consumer reprocessed %s (%s)", m, v)
@@ -277,16 +257,16 @@ func TestRestartResumesFromCommittedOffset(t *testing.T) {
 
 func TestCancelDuringRetryDoesNotDeadLetter(t *testing.T) {
 	t.Parallel()
-	cfg := startBroker(t)
+	cfg := kafkatest.Start(t)
 	topic := unique("cancel")
 	group := unique("cancel-group")
-	ensure(t, cfg, topic)
-	msg := event(t, topic, "u1", "stuck")
-	publish(t, cfg, msg)
+	kafkatest.EnsureTopics(t, cfg, topic)
+	msg := kafkatest.Event(t, topic, "u1", "stuck")
+	kafkatest.Produce(t, cfg, msg)
 
-	c, stop := runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}, MaxRetries: 1000, Backoff: 10 * time.Millisecond},
+	c, stop := kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}, MaxRetries: 1000, Backoff: 10 * time.Millisecond},
 		func(ctx context.Context, m *kafka.Message) error { return errors.New("downstream unavailable") })
-	waitFor(t, "a retry", func() bool { return c.Stats().Retried >= 2 })
+	kafkatest.WaitFor(t, "a retry", func() bool { return c.Stats().Retried >= 2 })
 	stop()
 	if s := c.Stats(); s.DeadLettered != 0 || s.Processed != 0 {
 		t.Fatalf("stats after cancel = %+v, want nothing dead-lettered or processed", s)
@@ -297,8 +277,8 @@ func TestCancelDuringRetryDoesNotDeadLetter(t *testing.T) {
 
 	// The offset was not stored: the same group gets the message again.
 	var again collector
-	runConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, again.handle)
-	waitFor(t, "redelivery", func() bool { return again.len() == 1 })
+	kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, again.handle)
+	kafkatest.WaitFor(t, "redelivery", func() bool { return again.len() == 1 })
 	if got := again.snapshot()[0].ID(); got != msg.ID() {
 		t.Fatalf("redelivered %s, want %s", got, msg.ID())
 	}
@@ -307,17 +287,8 @@ func TestCancelDuringRetryDoesNotDeadLetter(t *testing.T) {
 // highWatermarks sums the high watermarks of topic's partitions.
 func highWatermarks(t *testing.T, cfg kafka.Config, topic string) int64 {
 	t.Helper()
-	c, err := ck.NewConsumer(&ck.ConfigMap{"bootstrap.servers": cfg.Brokers, "group.id": unique("hw")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	var total int64
-	for p := range describe(t, cfg, topic)[topic].Partitions {
-		_, high, err := c.QueryWatermarkOffsets(topic, int32(p), int(waitTimeout.Milliseconds()))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, high := range kafkatest.EndOffsets(t, cfg, topic) {
 		total += high
 	}
 	return total
@@ -325,15 +296,15 @@ func highWatermarks(t *testing.T, cfg kafka.Config, topic string) int64 {
 
 func TestPublishAfterCloseFails(t *testing.T) {
 	t.Parallel()
-	cfg := startBroker(t)
-	p, err := kafka.NewProducer(cfg, testLogger(t))
+	cfg := kafkatest.Start(t)
+	p, err := kafka.NewProducer(cfg, kafkatest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	errs := p.Publish(t.Context(), []kafka.Message{event(t, "x", "k", "v")})
+	errs := p.Publish(t.Context(), []kafka.Message{kafkatest.Event(t, "x", "k", "v")})
 	if len(errs) != 1 || !errors.Is(errs[0], kafka.ErrProducerClosed) {
 		t.Fatalf("Publish after Close = %v, want ErrProducerClosed", errs)
 	}

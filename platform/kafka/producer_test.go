@@ -9,6 +9,7 @@ import (
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/kafka/kafkatest"
 )
 
 // TestPublishStopsKeyAfterLocalFailure: a message the client refuses (larger than
@@ -16,18 +17,18 @@ import (
 // same call; other keys go on.
 func TestPublishStopsKeyAfterLocalFailure(t *testing.T) {
 	t.Parallel()
-	cfg := startBroker(t)
+	cfg := kafkatest.Start(t)
 	topic := unique("stop-key")
-	ensure(t, cfg, topic)
-	p, err := kafka.NewProducer(cfg, testLogger(t))
+	kafkatest.EnsureTopics(t, cfg, topic)
+	p, err := kafka.NewProducer(cfg, kafkatest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close(context.Background()) })
-	big := event(t, topic, "k1", "big")
+	big := kafkatest.Event(t, topic, "k1", "big")
 	big.Value = bytes.Repeat([]byte{'x'}, 2<<20) // > message.max.bytes (1 MB)
-	msgs := []kafka.Message{big, event(t, topic, "k1", "after"), event(t, topic, "k2", "other"), event(t, topic, "k1", "later")}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	msgs := []kafka.Message{big, kafkatest.Event(t, topic, "k1", "after"), kafkatest.Event(t, topic, "k2", "other"), kafkatest.Event(t, topic, "k1", "later")}
+	ctx, cancel := context.WithTimeout(context.Background(), kafkatest.Timeout)
 	defer cancel()
 	errs := p.Publish(ctx, msgs)
 	var kerr ck.Error

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/kafka/kafkatest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -99,7 +100,7 @@ func TestRouter(t *testing.T) {
 	t.Parallel()
 	var got []string
 	r := kafka.NewRouter()
-	r.SetLogger(testLogger(t))
+	r.SetLogger(kafkatest.Logger(t))
 	kafka.On(r, func(_ context.Context, v *wrapperspb.StringValue, _ *kafka.Message) error {
 		got = append(got, v.GetValue())
 		if v.GetValue() == "fail" {

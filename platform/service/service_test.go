@@ -18,10 +18,10 @@ import (
 
 	"github.com/puchi-dev/puchi/platform/app"
 	"github.com/puchi-dev/puchi/platform/auth"
-	"github.com/puchi-dev/puchi/platform/broker"
 	"github.com/puchi-dev/puchi/platform/db"
 	"github.com/puchi-dev/puchi/platform/inbox"
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/kafka/kafkatest"
 	"github.com/puchi-dev/puchi/platform/outbox"
 	"github.com/puchi-dev/puchi/platform/service"
 )
@@ -33,15 +33,8 @@ var migrations = fstest.MapFS{
 func shared(t *testing.T) (service.Shared, *kafka.Producer) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir()}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	kc := kafka.Config{Brokers: b.Addrs()}.WithDefaults()
-	if err := kafka.EnsureTopics(context.Background(), kc, "notes-events"); err != nil {
-		t.Fatal(err)
-	}
+	kc := kafka.Config{Brokers: kafkatest.Start(t).Brokers}.WithDefaults()
+	kafkatest.EnsureTopics(t, kc, "notes-events")
 	prod, err := kafka.NewProducer(kc, log)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +92,7 @@ func TestHostedServiceLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	waitFor(t, "gRPC SERVING", func() bool {
+	kafkatest.WaitFor(t, "gRPC SERVING", func() bool {
 		r, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING
 	})
@@ -126,7 +119,7 @@ func TestHostedServiceLifecycle(t *testing.T) {
 	if err := d.InTx(ctx, func(ctx context.Context, tx *db.Tx) error { return outbox.Write(ctx, tx, ev, ev) }); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the event to be consumed", func() bool {
+	kafkatest.WaitFor(t, "the event to be consumed", func() bool {
 		var n int
 		_ = d.QueryRowContext(ctx, `SELECT COUNT(*) FROM notes`).Scan(&n)
 		return n == 1 && consumed.Load() == 1
@@ -163,15 +156,4 @@ func TestStartFailureReleasesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	inst.Close()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
