@@ -19,9 +19,12 @@ import (
 
 	"github.com/puchi-dev/puchi/internal/ops"
 	"github.com/puchi-dev/puchi/internal/system"
+	"github.com/puchi-dev/puchi/platform/auth"
 	"github.com/puchi-dev/puchi/platform/broker"
 	"github.com/puchi-dev/puchi/platform/config"
+	"github.com/puchi-dev/puchi/platform/grpcx"
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/services/content"
 )
 
 func main() {
@@ -71,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runBroker(ctx, cfg, stdout)
 	case "topics":
 		return topics(ctx, cfg, rest, stdout)
+	case "content":
+		return contentCmd(ctx, cfg, rest, stdout)
 	case "tail":
 		return tail(ctx, cfg, rest, stdout)
 	case "version":
@@ -189,6 +194,61 @@ func tail(ctx context.Context, cfg *system.Config, args []string, stdout io.Writ
 	return ops.Tail(ctx, ops.TailOptions{Brokers: brokers, Topic: topic, FromBeginning: *fromBeginning, Max: *max}, stdout)
 }
 
+// contentCmd validates or imports a course file (YAML or JSON, the format of
+// services/content) through the lesson and quiz services' RPCs.
+func contentCmd(ctx context.Context, cfg *system.Config, args []string, stdout io.Writer) error {
+	if len(args) != 2 || (args[0] != "import" && args[0] != "validate") {
+		return usageError{"usage: puchi content import|validate FILE"}
+	}
+	data, err := os.ReadFile(args[1])
+	if err != nil {
+		return err
+	}
+	b, err := content.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s:\n%w", args[1], err)
+	}
+	n := b.Counts()
+	fmt.Fprintf(stdout, "%s: %d units, %d lessons, %d words, %d exercises, %d quizzes\n", args[1], n.Units, n.Lessons, n.Words, n.Exercises, n.Quizzes)
+	if args[0] == "validate" {
+		return nil
+	}
+	key, err := auth.LoadKey(cfg.KeyFile())
+	if err != nil {
+		return fmt.Errorf("the signing key (PUCHI_JWT_KEY_FILE=%s) is needed to act as an administrator: %w", cfg.KeyFile(), err)
+	}
+	issuer, err := auth.NewIssuer(key, auth.TokenConfig{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	if err != nil {
+		return err
+	}
+	target := func(svc string, port int) string {
+		if v := os.Getenv("PUCHI_" + strings.ToUpper(svc) + "_ADDR"); v != "" {
+			return v
+		}
+		return fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	lc, err := grpcx.Dial(target("lesson", 50052), grpcx.ClientConfig{Timeout: time.Minute})
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	qc, err := grpcx.Dial(target("quiz", 50056), grpcx.ClientConfig{Timeout: time.Minute})
+	if err != nil {
+		return err
+	}
+	defer qc.Close()
+	sum, err := system.ImportContent(ctx, issuer, lc, qc, b)
+	if err != nil {
+		return fmt.Errorf("import (are the lesson and quiz services running? 'make run'): %w", err)
+	}
+	verb := "updated"
+	if sum.Created {
+		verb = "created"
+	}
+	fmt.Fprintf(stdout, "course %s %s: %d units, %d lessons, %d quizzes\n", sum.CourseID, verb, sum.Units, sum.Lessons, sum.Quizzes)
+	return nil
+}
+
 func printHelp(w io.Writer) {
 	fmt.Fprint(w, `puchi — the Puchi language-learning backend
 
@@ -200,12 +260,16 @@ Usage:
   puchi gateway             run the REST gateway against running services
   puchi broker              run only the embedded Kafka broker (PUCHI_BROKER_ADDR)
   puchi topics list|ensure  show or provision the topics on the broker
+  puchi content validate|import FILE
+                            check a course file (YAML/JSON), or load it through the running
+                            lesson and quiz services (re-importing updates in place)
   puchi tail TOPIC [--from-beginning] [--max N]
                             print a topic's events as JSON lines, decoded by their ce_type
   puchi version             print the version
   puchi help                this text
 
-Services: user (gRPC :50051, admin :8001). 'run' binds service ports to 127.0.0.1
+Services: user (gRPC :50051, admin :8001), lesson (:50052, :8002), progress (:50053,
+:8003), quiz (:50056, :8007), vocabulary (:50057, :8006). 'run' binds service ports to 127.0.0.1
 (only the gateway listens on every interface); 'serve' binds them to all interfaces.
 Per service: PUCHI_<SVC>_GRPC_ADDR and PUCHI_<SVC>_ADMIN_ADDR (listen), PUCHI_<SVC>_ADDR
 (where the gateway dials it; default 127.0.0.1:<port>).

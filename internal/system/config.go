@@ -36,6 +36,7 @@ type Config struct {
 	AccessTTL   time.Duration `env:"PUCHI_ACCESS_TOKEN_TTL" default:"15m" help:"access token lifetime"`
 	RefreshTTL  time.Duration `env:"PUCHI_REFRESH_TOKEN_TTL" default:"720h" help:"refresh token lifetime"`
 
+	DemoContent bool     `env:"PUCHI_DEMO_CONTENT" default:"true" help:"load the built-in demo course when no course exists yet (needs lesson and quiz in this process)"`
 	AdminEmails []string `env:"PUCHI_ADMIN_EMAILS" help:"comma-separated emails that get the admin role when they register"`
 
 	LogLevel     slog.Level `env:"PUCHI_LOG_LEVEL" default:"info" help:"debug, info, warn or error"`

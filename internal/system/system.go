@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,7 @@ import (
 	"github.com/puchi-dev/puchi/platform/kafka"
 	"github.com/puchi-dev/puchi/platform/service"
 	"github.com/puchi-dev/puchi/platform/telemetry"
+	"github.com/puchi-dev/puchi/services/lesson"
 	"github.com/puchi-dev/puchi/services/progress"
 	"github.com/puchi-dev/puchi/services/quiz"
 	"github.com/puchi-dev/puchi/services/user"
@@ -40,6 +42,7 @@ import (
 func Specs(cfg *Config) []service.Spec {
 	return []service.Spec{
 		user.Spec(user.Config{AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, AdminEmails: cfg.AdminEmails}),
+		lesson.Spec(lesson.Config{}),
 		quiz.Spec(quiz.Config{}),
 		vocabulary.Spec(vocabulary.Config{}),
 		progress.Spec(progress.Config{}), // dials user: listed after it
@@ -81,7 +84,13 @@ type System struct {
 	Instances []*service.Instance
 	Gateway   *gateway.Gateway
 	Kafka     kafka.Config
+	Issuer    *auth.Issuer // mints the platform's own admin tokens (content seeding)
+
+	demoLoaded atomic.Bool
 }
+
+// DemoLoaded reports whether this process loaded the demo course (tests wait on it).
+func (s *System) DemoLoaded() bool { return s.demoLoaded.Load() }
 
 // Build starts the broker (if embedded), provisions the topics, opens and migrates
 // every chosen service and listens on every address. It serves nothing until
@@ -148,6 +157,7 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 	if err != nil {
 		return nil, err
 	}
+	s.Issuer = issuer
 	verifier, err := auth.NewVerifier(tokenCfg, key.Public)
 	if err != nil {
 		return nil, err
@@ -246,6 +256,19 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 		}
 	}
 
+	// The demo course, on a first run that hosts both lesson and quiz.
+	if cfg.DemoContent && s.hosts("lesson") && s.hosts("quiz") {
+		lc, err := dial("lesson")
+		if err != nil {
+			return nil, err
+		}
+		qc, err := dial("quiz")
+		if err != nil {
+			return nil, err
+		}
+		s.App.Add(&demoSeeder{sys: s, issuer: issuer, lesson: lc, quiz: qc})
+	}
+
 	// Components and the shutdown order: gateway first (stop taking requests),
 	// then the services (architecture.md's order, in service.Mount), then the
 	// gateway's connections, the broker and the traces.
@@ -266,6 +289,16 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 	}
 	s.App.OnStop("flush traces", 5*time.Second, shutdownTracing)
 	return s, nil
+}
+
+// hosts reports whether this process runs the named service.
+func (s *System) hosts(name string) bool {
+	for _, i := range s.Instances {
+		if i.Spec.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Run runs until ctx is cancelled or SIGINT/SIGTERM, then shuts down in order.
