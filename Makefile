@@ -64,10 +64,10 @@ kafka-topics: ## create/verify the topics on KAFKA_BROKERS (default 127.0.0.1:90
 dev-gateway: ## run the REST gateway against running services
 	$(PUCHI) gateway
 
-dev-core: ## run the core services (user; lesson and progress once they exist)
+dev-core: ## run the core services (user, lesson, progress)
 	$(call serve_group,core,$(CORE_SERVICES))
 
-dev-feature: ## run the feature services (media, vocabulary, quiz) once they exist
+dev-feature: ## run the feature services (vocabulary, quiz; media once it exists)
 	$(call serve_group,feature,$(FEATURE_SERVICES))
 
 dev-support: ## run the support services (notification, analytics) once they exist
@@ -80,8 +80,8 @@ dev-analytics: ## run the analytics service once it exists
 serve_group = $(if $(strip $(2)),$(PUCHI) serve $(2),@echo "no $(1) service exists yet (planned: see docs/architecture.md)")
 
 # The services of each group that exist yet; the rest arrive with later milestones.
-CORE_SERVICES      ?= user
-FEATURE_SERVICES   ?=
+CORE_SERVICES      ?= user lesson progress
+FEATURE_SERVICES   ?= vocabulary quiz
 SUPPORT_SERVICES   ?=
 ANALYTICS_SERVICES ?=
 

@@ -261,7 +261,7 @@ func Mount(a *app.App, producer *kafka.Producer, insts ...*Instance) {
 	if producer != nil {
 		a.OnStop("flush producer", 10*time.Second, producer.Close)
 	}
-	a.StopComponents(5*time.Second, admins...)
+	a.StopComponents(5*time.Second, append(admins, janitors...)...)
 	a.OnStop("close databases", 5*time.Second, func(context.Context) error {
 		var errs []error
 		for _, i := range insts {
