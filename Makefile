@@ -86,12 +86,15 @@ SUPPORT_SERVICES   ?=
 ANALYTICS_SERVICES ?=
 
 # ---- docker compose (distributed engine; needs a Docker engine) --------------
-.PHONY: up down kafka-up kafka-down logs compose-check
+.PHONY: up down seed kafka-up kafka-down logs compose-check
 up: ## docker compose: everything (Kafka, Kafka UI, PostgreSQL, services, gateway)
 	$(COMPOSE) up -d --build
 
 down: ## docker compose: stop everything
 	$(COMPOSE) down
+
+seed: ## docker compose: load the demo course into the running stack (one-shot content-init)
+	$(COMPOSE) run --rm content-init
 
 kafka-up: ## docker compose: only Kafka (KRaft) and Kafka UI on :8080
 	$(COMPOSE) up -d kafka kafka-init kafka-ui

@@ -2,7 +2,7 @@
 # Protobuf tooling for Puchi, fully offline (no Buf Schema Registry).
 #
 #   scripts/proto.sh deps       copy third-party protos from pinned Go modules into third_party/
-#   scripts/proto.sh gen        deps + buf generate + descriptor set + go mod tidy (gen module)
+#   scripts/proto.sh gen        deps + buf generate + descriptor set + gen/kafka-ui protos + go mod tidy (gen module)
 #   scripts/proto.sh check      gen, then fail if gen/ differs from what git has
 #   scripts/proto.sh lint       buf lint (STANDARD)
 #   scripts/proto.sh breaking   buf breaking against the main branch
@@ -28,6 +28,9 @@ THIRD_PARTY=(
 )
 
 DESCRIPTOR="gen/descriptor/puchi.binpb"
+# Self-contained .proto tree for Kafka UI's ProtobufFile serde (docker-compose.yml
+# mounts it on /protos): proto/ plus the third-party files it imports.
+KAFKA_UI_PROTOS="gen/kafka-ui"
 
 buf() { "$GO" tool -modfile="$TOOLS_MOD" buf "$@"; }
 
@@ -87,6 +90,46 @@ var Set []byte
 GO
 }
 
+# proto_imports FILE: the import paths of one .proto file.
+proto_imports() {
+  sed -n 's/^[[:space:]]*import[[:space:]]\{1,\}\(public[[:space:]]\{1,\}\|weak[[:space:]]\{1,\}\)\{0,1\}"\([^"]*\)"[[:space:]]*;.*$/\2/p' "$1"
+}
+
+# write_kafka_ui_protos fills gen/kafka-ui/ with every .proto of proto/ plus
+# exactly the third_party/ files they import, transitively, each at its import
+# path, so the folder resolves all its imports by itself. google/protobuf/* is
+# left out: Kafka UI has the well-known types built in (and buf has no copy here).
+write_kafka_ui_protos() {
+  local out="$KAFKA_UI_PROTOS" f imp dep found
+  rm -rf "$out"
+  mkdir -p "$out"
+  (cd proto && find . -name '*.proto' -print0 | LC_ALL=C sort -z | xargs -0 cp --parents -t "$ROOT/$out")
+  local -a queue=()
+  local -A seen=()
+  while IFS= read -r f; do queue+=("$f"); done < <(cd "$out" && find . -name '*.proto' | sed 's|^\./||' | LC_ALL=C sort)
+  while ((${#queue[@]})); do
+    f="${queue[0]}"; queue=("${queue[@]:1}")
+    [[ -n "${seen[$f]:-}" ]] && continue
+    seen[$f]=1
+    while IFS= read -r imp; do
+      [[ "$imp" == google/protobuf/* || -n "${seen[$imp]:-}" ]] && continue
+      if [[ ! -f "$out/$imp" ]]; then
+        found=""
+        for dep in third_party/*/; do
+          if [[ -f "$dep$imp" ]]; then found="$dep$imp"; break; fi
+        done
+        if [[ -z "$found" ]]; then
+          log "$f imports $imp, found neither in proto/ nor in third_party/"; exit 1
+        fi
+        mkdir -p "$out/$(dirname "$imp")"
+        cp "$found" "$out/$imp"
+        chmod u+w "$out/$imp"
+      fi
+      queue+=("$imp")
+    done < <(proto_imports "$out/$f")
+  done
+}
+
 cmd_gen() {
   cmd_deps
   rm -rf gen/go gen/openapi gen/descriptor
@@ -100,6 +143,8 @@ cmd_gen() {
   buf build proto --as-file-descriptor-set --exclude-source-info -o "$DESCRIPTOR"
   log "embed -> gen/openapi/openapi.go, gen/descriptor/descriptor.go"
   write_embeds
+  log "kafka ui protos -> $KAFKA_UI_PROTOS/"
+  write_kafka_ui_protos
   log "go mod tidy (gen)"
   (cd gen && "$GO" mod tidy)
 }

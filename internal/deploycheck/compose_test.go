@@ -5,6 +5,7 @@ package deploycheck
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/puchi-dev/puchi/internal/system"
+	"github.com/puchi-dev/puchi/platform/kafka"
 )
 
 // puchiImage is the tag compose gives the image built from deploy/Dockerfile.
@@ -47,7 +49,10 @@ var fixedPorts = map[string][]int{
 }
 
 // puchiCommands are the first words `puchi` accepts that make sense in a container.
-var puchiCommands = []string{"run", "serve", "gateway", "broker", "topics"}
+var puchiCommands = []string{"run", "serve", "gateway", "broker", "topics", "content"}
+
+// demoFile is the source of the demo course the content-init one-shot imports.
+const demoFile = "services/content/demo.yaml"
 
 type composeFile struct {
 	Name     string                    `yaml:"name"`
@@ -66,7 +71,8 @@ type composeService struct {
 	Healthcheck *struct {
 		Test []string `yaml:"test"`
 	} `yaml:"healthcheck"`
-	Restart   string `yaml:"restart"`
+	Restart   string   `yaml:"restart"`
+	Profiles  []string `yaml:"profiles"`
 	DependsOn map[string]struct {
 		Condition string `yaml:"condition"`
 	} `yaml:"depends_on"`
@@ -205,6 +211,9 @@ func TestPuchiContainers(t *testing.T) {
 		if s.Restart == "" {
 			t.Errorf("%s: no restart policy", name)
 		}
+		if s.Restart != "no" && len(s.Profiles) > 0 {
+			t.Errorf("%s: in profiles %v, so `make up` (docker compose up) would not start it", name, s.Profiles)
+		}
 		// A one-shot job (restart "no", e.g. kafka-init) exits; it has no health to check.
 		if s.Restart != "no" && (s.Healthcheck == nil || len(s.Healthcheck.Test) == 0) {
 			t.Errorf("%s: no healthcheck", name)
@@ -237,6 +246,13 @@ func TestPuchiContainers(t *testing.T) {
 		case "topics":
 			if len(args) != 1 || (args[0] != "ensure" && args[0] != "list") {
 				t.Errorf("%s: topics takes list or ensure, got %q", name, args)
+			}
+		case "content":
+			if len(args) != 2 || (args[0] != "import" && args[0] != "validate") || !strings.HasPrefix(args[1], "/") {
+				t.Errorf("%s: content takes import|validate /ABSOLUTE/FILE, got %q", name, args)
+			}
+			if s.Restart != "no" {
+				t.Errorf("%s: content %s is a one-shot job: want restart \"no\", have %q", name, args, s.Restart)
 			}
 		case "gateway", "run", "broker":
 			if len(args) > 0 {
@@ -330,8 +346,24 @@ func TestPublishedPortsMatchArchitecture(t *testing.T) {
 		if got, want := gw.Environment["PUCHI_"+up+"_ADDR"], fmt.Sprintf("%s:%d", svc, p[0]); got != want {
 			t.Errorf("gateway: PUCHI_%s_ADDR = %q, want %q", up, got, want)
 		}
-		if _, ok := gw.DependsOn[svc]; !ok {
-			t.Errorf("gateway: does not depend on %s", svc)
+		if gw.DependsOn[svc].Condition != "service_healthy" {
+			t.Errorf("gateway: should depend on %s being healthy", svc)
+		}
+		// A service that dials another (deps.Dial("x")) needs its address and,
+		// to start cleanly, that service healthy first.
+		for _, dep := range dialedServices(t, svc) {
+			dp, ok := architecturePorts[dep]
+			if !ok {
+				t.Errorf("%s dials %q, which is not in architecturePorts", svc, dep)
+				continue
+			}
+			env := "PUCHI_" + strings.ToUpper(dep) + "_ADDR"
+			if got, want := s.Environment[env], fmt.Sprintf("%s:%d", dep, dp[0]); got != want {
+				t.Errorf("%s dials %s: %s = %q, want %q", svc, dep, env, got, want)
+			}
+			if s.DependsOn[dep].Condition != "service_healthy" {
+				t.Errorf("%s dials %s: should depend on it being healthy", svc, dep)
+			}
 		}
 	}
 	if got := gw.Environment["PUCHI_GATEWAY_ADDR"]; got != ":8000" {
@@ -339,11 +371,48 @@ func TestPublishedPortsMatchArchitecture(t *testing.T) {
 	}
 }
 
+// dialedServices lists the services services/<svc> dials (deps.Dial("x") in
+// its non-test Go files).
+func dialedServices(t *testing.T, svc string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(root(t), "services", svc, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`\.Dial\("([a-z]+)"\)`)
+	var out []string
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			if !slices.Contains(out, m[1]) {
+				out = append(out, m[1])
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// needsKey: long-running puchi containers verify or sign tokens; `content
+// import` mints an admin token from the key.
+func (s composeService) needsKey() bool {
+	if !s.isPuchi() {
+		return false
+	}
+	return s.Restart != "no" || (len(s.Command) >= 2 && s.Command[0] == "content" && s.Command[1] == "import")
+}
+
 func TestJWTKeyIsShared(t *testing.T) {
 	c := loadCompose(t)
 	var users []string
 	for name, s := range c.Services {
-		if !s.isPuchi() || s.Restart == "no" {
+		if !s.needsKey() {
 			continue
 		}
 		key := s.Environment["PUCHI_JWT_KEY_FILE"]
@@ -421,11 +490,11 @@ func TestKafkaIsKRaft(t *testing.T) {
 	}
 }
 
-// TestMakefileComposeServices: the Makefile's `docker compose up/stop NAME...`
+// TestMakefileComposeServices: the Makefile's `docker compose up/stop/run NAME...`
 // names must be compose services.
 func TestMakefileComposeServices(t *testing.T) {
 	c := loadCompose(t)
-	re := regexp.MustCompile(`(?m)^\t\$\(COMPOSE\)\s+(up|stop|start|restart|logs)\s+(.*)$`)
+	re := regexp.MustCompile(`(?m)^\t\$\(COMPOSE\)\s+(up|stop|start|restart|logs|run)\s+(.*)$`)
 	found := 0
 	for _, m := range re.FindAllStringSubmatch(readFile(t, "Makefile"), -1) {
 		for _, w := range strings.Fields(m[2]) {
@@ -464,9 +533,12 @@ func TestPostgresHasADatabasePerService(t *testing.T) {
 	}
 }
 
-// TestKafkaUIDecodesEvents: every events.proto is mounted into Kafka UI under
-// /protos (keeping its import path), and every message name the serde maps a
-// topic to is declared in one of them.
+// TestKafkaUIDecodesEvents: Kafka UI's protobufFilesDir is gen/kafka-ui, which
+// holds every proto/ file unchanged plus exactly the third-party files they
+// import, transitively (google/protobuf/* is built into Kafka UI), so the serde
+// can link every file it finds there; every message the serde maps a topic to
+// is declared in an events.proto, for a real topic, and every domain's events
+// are mapped.
 func TestKafkaUIDecodesEvents(t *testing.T) {
 	c := loadCompose(t)
 	ui, ok := c.Services["kafka-ui"]
@@ -522,41 +594,208 @@ func TestKafkaUIDecodesEvents(t *testing.T) {
 		t.Fatal("kafka-ui: no ProtobufFile serde with protobufFilesDir and protobufMessageNameByTopic")
 	}
 
-	// Every events.proto is mounted; collect the messages they declare.
+	// The whole of gen/kafka-ui is mounted on the serde's folder, read-only.
+	if want := "./" + kafkaUIProtos + ":" + dir + ":ro"; !slices.Contains(ui.Volumes, want) {
+		t.Errorf("kafka-ui: want volume %q (the serde's protobufFilesDir is %s)", want, dir)
+	}
+	for _, v := range ui.Volumes {
+		if strings.HasPrefix(v, "./proto/") || strings.HasPrefix(v, "./third_party/") {
+			t.Errorf("kafka-ui: mounts %q: mount only %s (proto/ alone does not resolve its imports; third_party/ is not committed)", v, kafkaUIProtos)
+		}
+	}
+
+	gen := protoTree(t, kafkaUIProtos)
+	src := protoTree(t, "proto")
+	if len(src) == 0 {
+		t.Fatal("no .proto files under proto/")
+	}
+	// Every proto/ file is copied unchanged.
+	for rel, body := range src {
+		got, ok := gen[rel]
+		if !ok {
+			t.Errorf("%s/%s missing (run `make proto`)", kafkaUIProtos, rel)
+		} else if got != body {
+			t.Errorf("%s/%s differs from proto/%s (run `make proto`)", kafkaUIProtos, rel, rel)
+		}
+	}
+	// Every import resolves inside gen/kafka-ui, transitively, starting from
+	// every file (the serde links all of them); nothing else is there.
+	needed := map[string]bool{}
+	queue := slices.Sorted(maps.Keys(src))
+	for len(queue) > 0 {
+		f := queue[0]
+		queue = queue[1:]
+		if needed[f] {
+			continue
+		}
+		needed[f] = true
+		body, ok := gen[f]
+		if !ok {
+			continue // reported by the importer below
+		}
+		for _, imp := range protoImports(body) {
+			if strings.HasPrefix(imp, "google/protobuf/") {
+				continue // Kafka UI's built-in well-known types
+			}
+			if _, ok := gen[imp]; !ok {
+				t.Errorf("%s/%s imports %s, which is not in %s (run `make proto`)", kafkaUIProtos, f, imp, kafkaUIProtos)
+				continue
+			}
+			queue = append(queue, imp)
+		}
+	}
+	for rel := range gen {
+		if strings.HasPrefix(rel, "google/protobuf/") {
+			t.Errorf("%s/%s: the well-known types are built into Kafka UI; a copy would clash", kafkaUIProtos, rel)
+		} else if !needed[rel] {
+			t.Errorf("%s/%s is neither in proto/ nor imported by it (stale? run `make proto`)", kafkaUIProtos, rel)
+		}
+	}
+
+	// Collect the messages of every events.proto, by package.
 	files, err := filepath.Glob(filepath.Join(root(t), "proto", "puchi", "*", "v1", "events.proto"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no proto/puchi/*/v1/events.proto (%v)", err)
 	}
 	messages := map[string]bool{}
+	packages := map[string]string{} // package -> events.proto
 	pkgRe := regexp.MustCompile(`(?m)^package\s+([\w.]+)\s*;`)
 	msgRe := regexp.MustCompile(`(?m)^message\s+(\w+)\s*\{`)
 	for _, f := range files {
-		rel, _ := filepath.Rel(root(t), f)
+		rel, _ := filepath.Rel(filepath.Join(root(t), "proto"), f)
 		rel = filepath.ToSlash(rel)
-		want := fmt.Sprintf("./%s:%s/%s:ro", rel, dir, strings.TrimPrefix(rel, "proto/"))
-		if !slices.Contains(ui.Volumes, want) {
-			t.Errorf("kafka-ui: %s is not mounted (want volume %q)", rel, want)
+		if _, ok := gen[rel]; !ok {
+			t.Errorf("%s/%s missing: Kafka UI cannot decode its events", kafkaUIProtos, rel)
 		}
-		src := readFile(t, rel)
-		pkg := pkgRe.FindStringSubmatch(src)
+		body := src[rel]
+		pkg := pkgRe.FindStringSubmatch(body)
 		if pkg == nil {
-			t.Errorf("%s: no package", rel)
+			t.Errorf("proto/%s: no package", rel)
 			continue
 		}
-		for _, m := range msgRe.FindAllStringSubmatch(src, -1) {
+		packages[pkg[1]] = rel
+		for _, m := range msgRe.FindAllStringSubmatch(body, -1) {
 			messages[pkg[1]+"."+m[1]] = true
 		}
-		// Kafka UI knows the google/protobuf well-known types but nothing else.
-		for _, imp := range regexp.MustCompile(`(?m)^import\s+(?:public\s+)?"([^"]+)"`).FindAllStringSubmatch(src, -1) {
-			if !strings.HasPrefix(imp[1], "google/protobuf/") && !strings.HasSuffix(imp[1], "/events.proto") {
-				t.Errorf("%s imports %s, which Kafka UI cannot resolve from /protos", rel, imp[1])
-			}
-		}
 	}
+	mapped := map[string]bool{}
 	for topic, msg := range byTopic {
 		if !messages[msg] {
 			t.Errorf("kafka-ui: topic %s maps to %s, not declared in any events.proto", topic, msg)
 		}
+		if !slices.Contains(kafka.Topics, topic) {
+			t.Errorf("kafka-ui: topic %s is not one of platform/kafka's topics %v", topic, kafka.Topics)
+		}
+		if i := strings.LastIndex(msg, "."); i > 0 {
+			mapped[msg[:i]] = true
+		}
+	}
+	for pkg, rel := range packages {
+		if !mapped[pkg] {
+			t.Errorf("kafka-ui: no topic maps to a message of %s (proto/%s): add its topic to protobufMessageNameByTopic", pkg, rel)
+		}
+	}
+}
+
+// kafkaUIProtos is the folder scripts/proto.sh writes for Kafka UI.
+const kafkaUIProtos = "gen/kafka-ui"
+
+// protoTree reads every .proto under dir: path relative to dir -> contents.
+func protoTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	base := filepath.Join(root(t), dir)
+	out := map[string]string{}
+	err := filepath.WalkDir(base, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(base, path)
+		if !strings.HasSuffix(path, ".proto") {
+			if dir == kafkaUIProtos {
+				t.Errorf("%s/%s: only .proto files belong there", dir, filepath.ToSlash(rel))
+			}
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		out[filepath.ToSlash(rel)] = string(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v (run `make proto`)", dir, err)
+	}
+	return out
+}
+
+var importRe = regexp.MustCompile(`(?m)^\s*import\s+(?:public\s+|weak\s+)?"([^"]+)"\s*;`)
+
+func protoImports(body string) []string {
+	var out []string
+	for _, m := range importRe.FindAllStringSubmatch(body, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// TestContentInit: the one-shot that seeds the demo course in compose imports a
+// file the image really has, through the lesson and quiz services, with the
+// shared key, once they are healthy. It sits in a profile so that `make up`
+// does not re-import (a re-import overwrites edits to the course), and the
+// Makefile runs it.
+func TestContentInit(t *testing.T) {
+	c := loadCompose(t)
+	s, ok := c.Services["content-init"]
+	if !ok {
+		t.Fatal("no content-init service (the demo course cannot load itself in compose: lesson and quiz run apart)")
+	}
+	if !s.isPuchi() || len(s.Command) != 3 || s.Command[0] != "content" || s.Command[1] != "import" {
+		t.Fatalf("content-init: command %q, want [content import /path/in/image]", s.Command)
+	}
+	if s.Restart != "no" {
+		t.Errorf("content-init: restart %q, want \"no\" (one-shot)", s.Restart)
+	}
+	if len(s.Profiles) == 0 {
+		t.Error("content-init: want a profile, so `docker compose up` does not re-import on every start")
+	}
+	file := s.Command[2]
+	df := readFile(t, "deploy/Dockerfile")
+	copyRe := regexp.MustCompile(`(?m)^COPY\s+(?:--\S+\s+)*` + regexp.QuoteMeta(demoFile) + `\s+(\S+)\s*$`)
+	m := copyRe.FindStringSubmatch(df)
+	if m == nil {
+		t.Errorf("Dockerfile: no `COPY %s <path>` (content-init imports %s)", demoFile, file)
+	} else if m[1] != file {
+		t.Errorf("Dockerfile copies %s to %s, content-init imports %s", demoFile, m[1], file)
+	}
+	if _, err := os.Stat(filepath.Join(root(t), demoFile)); err != nil {
+		t.Error(err)
+	}
+	for _, line := range strings.Split(readFile(t, ".dockerignore"), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if ok, _ := filepath.Match(strings.TrimPrefix(line, "/"), demoFile); ok || strings.HasPrefix(demoFile, strings.TrimSuffix(strings.TrimPrefix(line, "/"), "/")+"/") {
+			t.Errorf(".dockerignore line %q keeps %s out of the build context", line, demoFile)
+		}
+	}
+	for _, svc := range []string{"lesson", "quiz"} {
+		p := architecturePorts[svc]
+		env := "PUCHI_" + strings.ToUpper(svc) + "_ADDR"
+		if got, want := s.Environment[env], fmt.Sprintf("%s:%d", svc, p[0]); got != want {
+			t.Errorf("content-init: %s = %q, want %q", env, got, want)
+		}
+		if s.DependsOn[svc].Condition != "service_healthy" {
+			t.Errorf("content-init: should wait for %s to be healthy", svc)
+		}
+	}
+	mk := readFile(t, "Makefile")
+	if !regexp.MustCompile(`(?m)^\t\$\(COMPOSE\) run --rm content-init\s*$`).MatchString(mk) {
+		t.Error("Makefile: no `$(COMPOSE) run --rm content-init` (make seed)")
 	}
 }
 
