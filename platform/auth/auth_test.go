@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -220,6 +221,18 @@ func TestRequire(t *testing.T) {
 		{"owner", func() error { _, err := auth.RequireOwner(learner, "u1"); return err }, 0, true},
 		{"not owner", func() error { _, err := auth.RequireOwner(learner, "u2"); return err }, apperr.KindForbidden, false},
 		{"admin not owner", func() error { _, err := auth.RequireOwner(admin, "u2"); return err }, 0, true},
+		{"user", func() error {
+			id, err := auth.RequireUser(learner)
+			if err == nil && id != "u1" {
+				return fmt.Errorf("RequireUser = %q, want u1", id)
+			}
+			return err
+		}, 0, true},
+		{"anonymous user", func() error { _, err := auth.RequireUser(context.Background()); return err }, apperr.KindUnauthenticated, false},
+		{"no user id", func() error {
+			_, err := auth.RequireUser(auth.WithClaims(context.Background(), auth.Claims{Role: auth.RoleLearner}))
+			return err
+		}, apperr.KindUnauthenticated, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -50,3 +50,17 @@ func RequireOwner(ctx context.Context, ownerID string) (Claims, error) {
 	}
 	return c, nil
 }
+
+// RequireUser returns the id of the signed-in caller. It fails with an
+// *apperr.Error of KindUnauthenticated ([ReasonTokenMissing]) without a caller
+// (as [Require]) or when the caller's claims carry no user id.
+func RequireUser(ctx context.Context) (string, error) {
+	c, err := Require(ctx)
+	if err != nil {
+		return "", err
+	}
+	if c.UserID == "" {
+		return "", apperr.Unauthenticated(ReasonTokenMissing, "sign in first")
+	}
+	return c.UserID, nil
+}

@@ -35,6 +35,16 @@ func Key(ctx context.Context) string {
 	return ""
 }
 
+// RequestKey returns the idempotency key a request carries in its own field
+// (fromRequest) when set, else the one of the call's metadata ([Key]): the
+// field wins over the Idempotency-Key header.
+func RequestKey(ctx context.Context, fromRequest string) string {
+	if fromRequest != "" {
+		return fromRequest
+	}
+	return Key(ctx)
+}
+
 // Do runs fn in a transaction and stores its response under (scope, userID, key)
 // in the same transaction. If a response is already stored, Do returns it (decoded
 // into a fresh T from newT) without calling fn. An empty key runs fn in a plain

@@ -109,6 +109,12 @@ func TestKeyFromMetadataAndLengthLimit(t *testing.T) {
 	if got := idempotency.Key(context.Background()); got != "" {
 		t.Fatalf("Key without metadata = %q", got)
 	}
+	if got := idempotency.RequestKey(ctx, "from-request"); got != "from-request" {
+		t.Fatalf("RequestKey with a request key = %q", got)
+	}
+	if got := idempotency.RequestKey(ctx, ""); got != "abc" {
+		t.Fatalf("RequestKey without a request key = %q", got)
+	}
 	long := make([]byte, idempotency.MaxKeyLen+1)
 	for i := range long {
 		long[i] = 'a'

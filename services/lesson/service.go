@@ -81,14 +81,6 @@ func requireAuthor(ctx context.Context) (auth.Claims, error) {
 	return auth.Require(ctx, auth.RoleTeacher, auth.RoleAdmin)
 }
 
-// idemKey is the request's idempotency key, else the Idempotency-Key header's.
-func idemKey(ctx context.Context, fromRequest string) string {
-	if fromRequest != "" {
-		return fromRequest
-	}
-	return idempotency.Key(ctx)
-}
-
 // ---- authoring ----
 
 // CreateCourse creates an empty course.
@@ -97,7 +89,7 @@ func (s *Service) CreateCourse(ctx context.Context, req *lessonv1.CreateCourseRe
 	if err != nil {
 		return nil, err
 	}
-	return idempotency.Do(ctx, s.db, "lesson.CreateCourse", c.UserID, idemKey(ctx, req.GetIdempotencyKey()),
+	return idempotency.Do(ctx, s.db, "lesson.CreateCourse", c.UserID, idempotency.RequestKey(ctx, req.GetIdempotencyKey()),
 		func() *lessonv1.CreateCourseResponse { return &lessonv1.CreateCourseResponse{} },
 		func(ctx context.Context, tx *db.Tx) (*lessonv1.CreateCourseResponse, error) {
 			course, err := NewCourse(newID(), CourseInput{Title: req.GetTitle(), Description: req.GetDescription(),
@@ -145,7 +137,7 @@ func (s *Service) CreateUnit(ctx context.Context, req *lessonv1.CreateUnitReques
 	if err := CheckTitle(req.GetTitle()); err != nil {
 		return nil, err
 	}
-	return idempotency.Do(ctx, s.db, "lesson.CreateUnit", c.UserID, idemKey(ctx, req.GetIdempotencyKey()),
+	return idempotency.Do(ctx, s.db, "lesson.CreateUnit", c.UserID, idempotency.RequestKey(ctx, req.GetIdempotencyKey()),
 		func() *lessonv1.CreateUnitResponse { return &lessonv1.CreateUnitResponse{} },
 		func(ctx context.Context, tx *db.Tx) (*lessonv1.CreateUnitResponse, error) {
 			if _, err := s.store.CourseByID(ctx, tx, req.GetCourseId()); err != nil {
@@ -229,7 +221,7 @@ func (s *Service) CreateLesson(ctx context.Context, req *lessonv1.CreateLessonRe
 	if err := CheckExercises("exercises", req.GetExercises()); err != nil {
 		return nil, err
 	}
-	return idempotency.Do(ctx, s.db, "lesson.CreateLesson", c.UserID, idemKey(ctx, req.GetIdempotencyKey()),
+	return idempotency.Do(ctx, s.db, "lesson.CreateLesson", c.UserID, idempotency.RequestKey(ctx, req.GetIdempotencyKey()),
 		func() *lessonv1.CreateLessonResponse { return &lessonv1.CreateLessonResponse{} },
 		func(ctx context.Context, tx *db.Tx) (*lessonv1.CreateLessonResponse, error) {
 			u, err := s.store.UnitByID(ctx, tx, req.GetUnitId())
@@ -774,7 +766,7 @@ func (s *Service) StartLesson(ctx context.Context, req *lessonv1.StartLessonRequ
 	if err != nil {
 		return nil, err
 	}
-	return idempotency.Do(ctx, s.db, "lesson.StartLesson", c.UserID, idemKey(ctx, req.GetIdempotencyKey()),
+	return idempotency.Do(ctx, s.db, "lesson.StartLesson", c.UserID, idempotency.RequestKey(ctx, req.GetIdempotencyKey()),
 		func() *lessonv1.StartLessonResponse { return &lessonv1.StartLessonResponse{} },
 		func(ctx context.Context, tx *db.Tx) (*lessonv1.StartLessonResponse, error) {
 			l, err := s.publishedLesson(ctx, tx, req.GetLessonId())
@@ -867,7 +859,7 @@ func (s *Service) AnswerExercise(ctx context.Context, req *lessonv1.AnswerExerci
 	if req.GetAnswer() == nil {
 		return nil, apperr.Invalid("answer", "ANSWER_REQUIRED", "answer is required")
 	}
-	return idempotency.Do(ctx, s.db, "lesson.AnswerExercise", c.UserID, idemKey(ctx, req.GetIdempotencyKey()),
+	return idempotency.Do(ctx, s.db, "lesson.AnswerExercise", c.UserID, idempotency.RequestKey(ctx, req.GetIdempotencyKey()),
 		func() *lessonv1.AnswerExerciseResponse { return &lessonv1.AnswerExerciseResponse{} },
 		func(ctx context.Context, tx *db.Tx) (*lessonv1.AnswerExerciseResponse, error) {
 			a, err := s.ownAttempt(ctx, tx, c.UserID, req.GetAttemptId())

@@ -2,7 +2,6 @@ package lesson
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -16,17 +15,9 @@ import (
 	"github.com/puchi-dev/puchi/platform/apperr"
 	"github.com/puchi-dev/puchi/platform/auth"
 	"github.com/puchi-dev/puchi/platform/db"
-	"github.com/puchi-dev/puchi/platform/db/dbtest"
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/service/servicetest"
 )
-
-// forEachDB runs fn on a fresh, migrated lesson database of every engine under test.
-func forEachDB(t *testing.T, fn func(t *testing.T, d *db.DB)) {
-	t.Helper()
-	for _, dialect := range dbtest.Dialects() {
-		t.Run(string(dialect), func(t *testing.T) { fn(t, dbtest.Open(t, dialect, migrations)) })
-	}
-}
 
 // Callers: ids are UUIDs as in real tokens.
 const (
@@ -39,9 +30,7 @@ const (
 	groupInTest = "lesson-service-group"
 )
 
-func as(userID, role string) context.Context {
-	return auth.WithClaims(context.Background(), auth.Claims{UserID: userID, Role: role})
-}
+var as = servicetest.As
 
 var (
 	teacher = as(teacherID, auth.RoleTeacher)
@@ -152,48 +141,12 @@ func statuses(t *testing.T, s *Service, ctx context.Context, courseID string) []
 	return out
 }
 
-type outboxRow struct {
-	topic, key, ceType, subject string
-	value                       []byte
-}
+type outboxRow = servicetest.OutboxRow
 
-func outboxRows(t *testing.T, d *db.DB) []outboxRow {
-	t.Helper()
-	rows, err := d.QueryContext(context.Background(), `SELECT topic, msg_key, value, headers FROM outbox ORDER BY id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		var key []byte
-		var headers string
-		if err := rows.Scan(&r.topic, &key, &r.value, &headers); err != nil {
-			t.Fatal(err)
-		}
-		var h map[string]string
-		if err := json.Unmarshal([]byte(headers), &h); err != nil {
-			t.Fatalf("headers %q: %v", headers, err)
-		}
-		r.key, r.ceType, r.subject = string(key), h[kafka.HeaderType], h[kafka.HeaderSubject]
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func rowsOfType(rows []outboxRow, ceType string) []outboxRow {
-	var out []outboxRow
-	for _, r := range rows {
-		if r.ceType == ceType {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+var (
+	outboxRows = servicetest.OutboxRows
+	rowsOfType = servicetest.OfType
+)
 
 const (
 	typePublished = "puchi.lesson.v1.LessonPublished"
@@ -229,7 +182,7 @@ func sameStatuses(got, want [][]lessonv1.LessonStatus) bool {
 // TestAuthoringAndLearnerFlow is the storage contract suite of the lesson service:
 // it runs on SQLite and, with PUCHI_TEST_POSTGRES_URL, on PostgreSQL.
 func TestAuthoringAndLearnerFlow(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		s := New(d, Config{})
 		c := authorCourse(t, s)
 
@@ -422,7 +375,7 @@ func TestAuthoringAndLearnerFlow(t *testing.T) {
 		}
 		for i, l := range []*lessonv1.Lesson{c.l1, c.l2, c.l3} {
 			var ev lessonv1.LessonPublished
-			if err := proto.Unmarshal(pub[i].value, &ev); err != nil || pub[i].topic != kafka.TopicLessonEvents || pub[i].key != l.GetId() ||
+			if err := proto.Unmarshal(pub[i].Value, &ev); err != nil || pub[i].Topic != kafka.TopicLessonEvents || pub[i].Key != l.GetId() ||
 				ev.GetLessonId() != l.GetId() || ev.GetCourseId() != c.id || ev.GetUnitId() != l.GetUnitId() || ev.GetTitle() != l.GetTitle() ||
 				ev.GetPosition() != l.GetPosition() || ev.GetPublishedAt() == nil {
 				t.Errorf("LessonPublished %d: %+v %v", i, pub[i], &ev)
@@ -436,22 +389,22 @@ func TestAuthoringAndLearnerFlow(t *testing.T) {
 				len(started), len(answered), len(done2))
 		}
 		for _, r := range append(append(append([]outboxRow{}, started...), answered...), done2...) {
-			if r.key != learnerA || r.subject != learnerA {
-				t.Errorf("learner event %s keyed %q subject %q, want %s", r.ceType, r.key, r.subject, learnerA)
+			if r.Key != learnerA || r.Subject != learnerA {
+				t.Errorf("learner event %s keyed %q subject %q, want %s", r.Type, r.Key, r.Subject, learnerA)
 			}
 		}
 		for _, r := range append(append([]outboxRow{}, started...), answered...) {
-			if r.topic != kafka.TopicUserLearningEvents {
-				t.Errorf("%s on %s", r.ceType, r.topic)
+			if r.Topic != kafka.TopicUserLearningEvents {
+				t.Errorf("%s on %s", r.Type, r.Topic)
 			}
 		}
 		var ans lessonv1.ExerciseAnswered
-		if err := proto.Unmarshal(answered[0].value, &ans); err != nil || ans.GetExerciseId() != ex1 || ans.GetCorrect() || ans.GetAttemptId() != att ||
+		if err := proto.Unmarshal(answered[0].Value, &ans); err != nil || ans.GetExerciseId() != ex1 || ans.GetCorrect() || ans.GetAttemptId() != att ||
 			ans.GetLessonId() != c.l1.GetId() || ans.GetUserId() != learnerA || ans.GetAnsweredAt() == nil {
 			t.Errorf("ExerciseAnswered: %v %v", &ans, err)
 		}
 		var st lessonv1.LessonStarted
-		if err := proto.Unmarshal(started[0].value, &st); err != nil || st.GetAttemptId() != att || st.GetLessonId() != c.l1.GetId() || st.GetUserId() != learnerA || st.GetStartedAt() == nil {
+		if err := proto.Unmarshal(started[0].Value, &st); err != nil || st.GetAttemptId() != att || st.GetLessonId() != c.l1.GetId() || st.GetUserId() != learnerA || st.GetStartedAt() == nil {
 			t.Errorf("LessonStarted: %v %v", &st, err)
 		}
 		want := []struct {
@@ -462,8 +415,8 @@ func TestAuthoringAndLearnerFlow(t *testing.T) {
 		}{{att, DefaultXPReward, true, 0, 0}, {again2.GetId(), 0, false, 100, 2}}
 		for i, w := range want {
 			var ev lessonv1.LessonCompleted
-			if err := proto.Unmarshal(done2[i].value, &ev); err != nil || done2[i].topic != kafka.TopicLessonEvents {
-				t.Fatalf("LessonCompleted %d: %v on %s", i, err, done2[i].topic)
+			if err := proto.Unmarshal(done2[i].Value, &ev); err != nil || done2[i].Topic != kafka.TopicLessonEvents {
+				t.Fatalf("LessonCompleted %d: %v on %s", i, err, done2[i].Topic)
 			}
 			if ev.GetUserId() != learnerA || ev.GetAttemptId() != w.attempt || ev.GetLessonId() != c.l1.GetId() || ev.GetUnitId() != c.unit1 ||
 				ev.GetCourseId() != c.id || ev.GetXpReward() != w.xp || ev.GetFirstCompletion() != w.first || ev.GetScore() != w.score ||
@@ -478,7 +431,7 @@ func TestAuthoringAndLearnerFlow(t *testing.T) {
 // Several attempts at one lesson completed at once: the lesson's XP is awarded by
 // exactly one of them (the completions primary key decides).
 func TestConcurrentAttemptsAwardOnce(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		s := New(d, Config{})
 		c := authorCourse(t, s)
 		publishAll(t, s, c.l1)
@@ -508,7 +461,7 @@ func TestConcurrentAttemptsAwardOnce(t *testing.T) {
 		wg.Wait()
 		for _, r := range rowsOfType(outboxRows(t, d), typeCompleted) {
 			var ev lessonv1.LessonCompleted
-			if err := proto.Unmarshal(r.value, &ev); err != nil {
+			if err := proto.Unmarshal(r.Value, &ev); err != nil {
 				t.Fatal(err)
 			}
 			if ev.GetFirstCompletion() {
@@ -522,7 +475,7 @@ func TestConcurrentAttemptsAwardOnce(t *testing.T) {
 }
 
 func TestUpdatesAndValidation(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		s := New(d, Config{})
 		c := authorCourse(t, s)
 
@@ -614,7 +567,7 @@ func bundle(lessonKeys ...[]string) *lessonv1.CourseBundle {
 }
 
 func TestImportCourse(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		s := New(d, Config{})
 		first := must(s.ImportCourse(admin, &lessonv1.ImportCourseRequest{Bundle: bundle([]string{"hello", "bye"}, []string{"apple"}), Publish: true}))(t)
 		if !first.GetCreated() || first.GetCourse().GetSlug() != "en-for-vi" || len(first.GetUnitIds()) != 2 || len(first.GetLessonIds()) != 3 {
@@ -671,7 +624,7 @@ func TestImportCourse(t *testing.T) {
 // UserDeleted, delivered twice through the router, erases the learner's attempts,
 // answers and completions and leaves other learners alone.
 func TestUserDeletedErasesLearner(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		ctx := context.Background()
 		s := New(d, Config{})
 		c := authorCourse(t, s)
@@ -686,23 +639,10 @@ func TestUserDeletedErasesLearner(t *testing.T) {
 
 		router := kafka.NewRouter()
 		s.registerHandlers(router, groupInTest)
-		msg, err := kafka.NewEvent(kafka.EventSpec{Topic: kafka.TopicUserEvents, Key: learnerA, Source: "user", Subject: learnerA,
+		msg := servicetest.Event(t, kafka.EventSpec{Topic: kafka.TopicUserEvents, Key: learnerA, Source: "user", Subject: learnerA,
 			Payload: &userv1.UserDeleted{UserId: learnerA, DeletedAt: timestamppb.Now()}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for range 2 {
-			if err := router.Handle(ctx, &msg); err != nil {
-				t.Fatalf("handle UserDeleted: %v", err)
-			}
-		}
-		count := func(q string, args ...any) int {
-			var n int
-			if err := d.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
+		servicetest.Deliver(t, router, msg, 2)
+		count := func(q string, args ...any) int { return servicetest.Count(t, d, q, args...) }
 		for who, want := range map[string]int{learnerA: 0, learnerB: 1} {
 			if n := count(`SELECT COUNT(*) FROM completions WHERE user_id = ?`, who); n != want {
 				t.Errorf("%s: %d completions, want %d", who, n, want)

@@ -146,21 +146,10 @@ func New(d *db.DB, names NameLookup, cfg Config) (*Service, error) {
 	}, nil
 }
 
-func callerID(ctx context.Context) (string, error) {
-	c, err := auth.Require(ctx)
-	if err != nil {
-		return "", err
-	}
-	if c.UserID == "" {
-		return "", apperr.Unauthenticated(auth.ReasonTokenMissing, "sign in first")
-	}
-	return c.UserID, nil
-}
-
 // GetMyProgress returns the caller's standing. A learner no event has reached yet
 // gets level 1, no XP, the default goal and UTC.
 func (s *Service) GetMyProgress(ctx context.Context, _ *progressv1.GetMyProgressRequest) (*progressv1.GetMyProgressResponse, error) {
-	id, err := callerID(ctx)
+	id, err := auth.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +175,7 @@ func (s *Service) GetMyProgress(ctx context.Context, _ *progressv1.GetMyProgress
 // ListAchievements returns the whole table: unlocked ones first (most recent
 // first), then locked ones in table order.
 func (s *Service) ListAchievements(ctx context.Context, _ *progressv1.ListAchievementsRequest) (*progressv1.ListAchievementsResponse, error) {
-	id, err := callerID(ctx)
+	id, err := auth.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +210,7 @@ func (s *Service) ListAchievements(ctx context.Context, _ *progressv1.ListAchiev
 // leaderboard is still returned, with empty display names (a leaderboard without
 // names beats no leaderboard; the failure is logged).
 func (s *Service) GetLeaderboard(ctx context.Context, req *progressv1.GetLeaderboardRequest) (*progressv1.GetLeaderboardResponse, error) {
-	id, err := callerID(ctx)
+	id, err := auth.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +267,7 @@ func (s *Service) GetLeaderboard(ctx context.Context, req *progressv1.GetLeaderb
 // GetStats returns one entry per local day of the span (ending today, in the
 // learner's zone), and the XP of every leaderboard week the span touches.
 func (s *Service) GetStats(ctx context.Context, req *progressv1.GetStatsRequest) (*progressv1.GetStatsResponse, error) {
-	id, err := callerID(ctx)
+	id, err := auth.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}

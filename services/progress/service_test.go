@@ -2,7 +2,6 @@ package progress
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -23,17 +22,10 @@ import (
 	"github.com/puchi-dev/puchi/platform/db"
 	"github.com/puchi-dev/puchi/platform/db/dbtest"
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/service/servicetest"
 )
 
 const testGroup = "progress-service-group"
-
-// forEachDB runs fn on a fresh, migrated progress database of every engine under test.
-func forEachDB(t *testing.T, fn func(t *testing.T, d *db.DB)) {
-	t.Helper()
-	for _, dialect := range dbtest.Dialects() {
-		t.Run(string(dialect), func(t *testing.T) { fn(t, dbtest.Open(t, dialect, migrations)) })
-	}
-}
 
 // fakeNames is the display-name lookup of the tests: it records its calls.
 type fakeNames struct {
@@ -90,22 +82,14 @@ func at(t *testing.T, s string) time.Time {
 
 func event(t *testing.T, topic, userID string, payload proto.Message, when time.Time) kafka.Message {
 	t.Helper()
-	m, err := kafka.NewEvent(kafka.EventSpec{Topic: topic, Key: userID, Source: "test", Subject: userID, Payload: payload, Time: when})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return servicetest.Event(t, kafka.EventSpec{Topic: topic, Key: userID, Subject: userID, Payload: payload, Time: when})
 }
 
 // deliver hands every message to the router twice, as a redelivering consumer would.
 func (h *harness) deliver(msgs ...kafka.Message) {
 	h.t.Helper()
 	for _, m := range msgs {
-		for range 2 {
-			if err := h.router.Handle(context.Background(), &m); err != nil {
-				h.t.Fatalf("handle %s: %v", m.String(), err)
-			}
-		}
+		servicetest.Deliver(h.t, h.router, m, 2)
 	}
 }
 
@@ -139,23 +123,17 @@ func reviewed(t *testing.T, user, card string, before, after vocabularyv1.CardSt
 	}, when)
 }
 
-func as(user string) context.Context {
-	return auth.WithClaims(context.Background(), auth.Claims{UserID: user, Role: auth.RoleLearner})
-}
+func as(user string) context.Context { return servicetest.As(user, auth.RoleLearner) }
 
+// outboxEvent is an outbox row with its payload decoded.
 type outboxEvent struct {
-	topic, key, ceType, subject string
-	payload                     proto.Message
+	servicetest.OutboxRow
+	payload proto.Message
 }
 
 // outboxEvents decodes every outbox row into its progress-events payload.
 func outboxEvents(t *testing.T, d *db.DB) []outboxEvent {
 	t.Helper()
-	rows, err := d.QueryContext(context.Background(), `SELECT topic, msg_key, value, headers FROM outbox ORDER BY id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	types := map[string]func() proto.Message{
 		"puchi.progress.v1.XpAwarded":           func() proto.Message { return &progressv1.XpAwarded{} },
 		"puchi.progress.v1.LevelUp":             func() proto.Message { return &progressv1.LevelUp{} },
@@ -166,49 +144,28 @@ func outboxEvents(t *testing.T, d *db.DB) []outboxEvent {
 		"puchi.progress.v1.AchievementUnlocked": func() proto.Message { return &progressv1.AchievementUnlocked{} },
 	}
 	var out []outboxEvent
-	for rows.Next() {
-		var e outboxEvent
-		var key, value []byte
-		var headers string
-		if err := rows.Scan(&e.topic, &key, &value, &headers); err != nil {
-			t.Fatal(err)
-		}
-		h := map[string]string{}
-		if err := json.Unmarshal([]byte(headers), &h); err != nil {
-			t.Fatal(err)
-		}
-		e.key, e.ceType, e.subject = string(key), h[kafka.HeaderType], h[kafka.HeaderSubject]
-		mk, ok := types[e.ceType]
+	for _, r := range servicetest.OutboxRows(t, d) {
+		mk, ok := types[r.Type]
 		if !ok {
-			t.Fatalf("unexpected outbox type %q", e.ceType)
+			t.Fatalf("unexpected outbox type %q", r.Type)
 		}
-		e.payload = mk()
-		if err := proto.Unmarshal(value, e.payload); err != nil {
+		e := outboxEvent{OutboxRow: r, payload: mk()}
+		if err := proto.Unmarshal(r.Value, e.payload); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }
 
 func short(ceType string) string { return ceType[len("puchi.progress.v1."):] }
 
-func count(t *testing.T, d *db.DB, query string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := d.QueryRowContext(context.Background(), query, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return n
-}
+var count = servicetest.Count
 
 // TestEventsBuildProgress feeds one learner's events (each delivered twice)
 // through the router and checks the state, the RPCs and every published event.
 func TestEventsBuildProgress(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		now := at(t, "2025-03-13T10:00:00Z") // 17:00 on 2025-03-13 in Ho Chi Minh City
 		h := newHarness(t, d, now)
 		u := uuid.NewString()
@@ -253,10 +210,10 @@ func TestEventsBuildProgress(t *testing.T) {
 		evs := outboxEvents(t, d)
 		var got []string
 		for _, e := range evs {
-			if e.topic != kafka.TopicProgressEvents || e.key != u || e.subject != u {
-				t.Errorf("event %s: topic %s key %s subject %s", e.ceType, e.topic, e.key, e.subject)
+			if e.Topic != kafka.TopicProgressEvents || e.Key != u || e.Subject != u {
+				t.Errorf("event %s: topic %s key %s subject %s", e.Type, e.Topic, e.Key, e.Subject)
 			}
-			got = append(got, short(e.ceType))
+			got = append(got, short(e.Type))
 		}
 		wantTypes := []string{
 			"XpAwarded", "StreakExtended", "AchievementUnlocked", // lesson-1
@@ -369,8 +326,8 @@ func TestEventsBuildProgress(t *testing.T) {
 			t.Fatalf("after one more lesson through two groups: %v", p2.GetProgress())
 		}
 		// 100 XP is still level 2; today's 41 XP reach the goal of 30: two events.
-		if after := outboxEvents(t, d); len(after) != before+2 || short(after[before].ceType) != "XpAwarded" ||
-			short(after[before+1].ceType) != "DailyGoalReached" {
+		if after := outboxEvents(t, d); len(after) != before+2 || short(after[before].Type) != "XpAwarded" ||
+			short(after[before+1].Type) != "DailyGoalReached" {
 			t.Fatalf("outbox grew by %d", len(after)-before)
 		}
 
@@ -388,7 +345,7 @@ func TestEventsBuildProgress(t *testing.T) {
 
 // A freeze earned by a 7-day streak is spent on one missed day (StreakFrozen).
 func TestStreakFreezeThroughEvents(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		h := newHarness(t, d, at(t, "2025-03-20T12:00:00Z"))
 		u := uuid.NewString()
 		var msgs []kafka.Message
@@ -428,7 +385,7 @@ func TestStreakFreezeThroughEvents(t *testing.T) {
 // TestLeaderboard checks ordering (equal XP: who reached it first), the caller's
 // rank outside the top, one display-name lookup, and the fallback without names.
 func TestLeaderboard(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		h := newHarness(t, d, at(t, "2025-03-14T12:00:00Z")) // week 2025-W11 (Monday 2025-03-10)
 		a, b, c, dd, e := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
 		h.names.names = map[string]string{a: "An", b: "Binh", c: "Chi", dd: "Dung"}
@@ -483,7 +440,7 @@ func TestLeaderboard(t *testing.T) {
 
 // UserDeleted erases the learner everywhere; their late events do not bring them back.
 func TestUserDeletedErasesEverything(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		h := newHarness(t, d, at(t, "2025-03-14T12:00:00Z"))
 		u, other := uuid.NewString(), uuid.NewString()
 		h.deliver(

@@ -86,13 +86,6 @@ func New(d *db.DB, cfg Config) *Service {
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
-func idemKey(ctx context.Context, fromRequest string) string {
-	if fromRequest != "" {
-		return fromRequest
-	}
-	return idempotency.Key(ctx)
-}
-
 // CreateQuiz creates a quiz. Teachers and admins only.
 func (s *Service) CreateQuiz(ctx context.Context, req *quizv1.CreateQuizRequest) (*quizv1.CreateQuizResponse, error) {
 	c, err := auth.Require(ctx, auth.RoleTeacher, auth.RoleAdmin)
@@ -105,7 +98,7 @@ func (s *Service) CreateQuiz(ctx context.Context, req *quizv1.CreateQuizRequest)
 		PassingScorePercent: req.GetPassingScorePercent(), CoveredLessonIDs: req.GetCoveredLessonIds(),
 		Questions: cloneExercises(req.GetQuestions()),
 	}
-	return idempotency.Do(ctx, s.db, scopeCreate, c.UserID, idemKey(ctx, req.GetIdempotencyKey()),
+	return idempotency.Do(ctx, s.db, scopeCreate, c.UserID, idempotency.RequestKey(ctx, req.GetIdempotencyKey()),
 		func() *quizv1.CreateQuizResponse { return &quizv1.CreateQuizResponse{} },
 		func(ctx context.Context, tx *db.Tx) (*quizv1.CreateQuizResponse, error) {
 			q, err := NewQuiz(newID(), d, s.now())
@@ -247,7 +240,7 @@ func (s *Service) StartQuiz(ctx context.Context, req *quizv1.StartQuizRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return idempotency.Do(ctx, s.db, scopeStart, c.UserID, idemKey(ctx, req.GetIdempotencyKey()),
+	return idempotency.Do(ctx, s.db, scopeStart, c.UserID, idempotency.RequestKey(ctx, req.GetIdempotencyKey()),
 		func() *quizv1.StartQuizResponse { return &quizv1.StartQuizResponse{} },
 		func(ctx context.Context, tx *db.Tx) (*quizv1.StartQuizResponse, error) {
 			q, err := s.store.QuizByID(ctx, tx, req.GetQuizId())
@@ -347,7 +340,7 @@ func (s *Service) SubmitQuiz(ctx context.Context, req *quizv1.SubmitQuizRequest)
 	for i, a := range req.GetAnswers() {
 		answers[i] = Answer{QuestionID: a.GetQuestionId(), Answer: a.GetAnswer()}
 	}
-	return idempotency.Do(ctx, s.db, scopeSubmit, c.UserID, idemKey(ctx, req.GetIdempotencyKey()),
+	return idempotency.Do(ctx, s.db, scopeSubmit, c.UserID, idempotency.RequestKey(ctx, req.GetIdempotencyKey()),
 		func() *quizv1.SubmitQuizResponse { return &quizv1.SubmitQuizResponse{} },
 		func(ctx context.Context, tx *db.Tx) (*quizv1.SubmitQuizResponse, error) {
 			a, err := s.ownAttempt(ctx, tx, c.UserID, req.GetAttemptId())

@@ -2,7 +2,6 @@ package quiz
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -18,42 +17,21 @@ import (
 	"github.com/puchi-dev/puchi/platform/apperr"
 	"github.com/puchi-dev/puchi/platform/auth"
 	"github.com/puchi-dev/puchi/platform/db"
-	"github.com/puchi-dev/puchi/platform/db/dbtest"
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/service/servicetest"
 )
-
-// forEachDB runs fn on a fresh, migrated quiz database of every engine under test.
-func forEachDB(t *testing.T, fn func(t *testing.T, d *db.DB)) {
-	t.Helper()
-	for _, dialect := range dbtest.Dialects() {
-		t.Run(string(dialect), func(t *testing.T) { fn(t, dbtest.Open(t, dialect, migrations)) })
-	}
-}
-
-// clock is an injectable clock for Config.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // fixture is the service on one database, its event router and a clock.
 type fixture struct {
 	s      *Service
 	d      *db.DB
 	router *kafka.Router
-	clock  *clock
+	clock  *servicetest.Clock
 }
 
 func newFixture(t *testing.T, d *db.DB) *fixture {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	c := servicetest.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	s := New(d, Config{Now: c.Now})
 	r := kafka.NewRouter()
 	s.registerHandlers(r, Name+"-service-group")
@@ -62,23 +40,14 @@ func newFixture(t *testing.T, d *db.DB) *fixture {
 
 func id() string { return uuid.Must(uuid.NewV7()).String() }
 
-func as(userID, role string) context.Context {
-	return auth.WithClaims(context.Background(), auth.Claims{UserID: userID, Role: role})
-}
+var as = servicetest.As
 
 // deliver builds an event the way its producer does and hands it to the
 // router twice, as a redelivering consumer would.
 func (f *fixture) deliver(t *testing.T, topic, userID string, payload proto.Message) {
 	t.Helper()
-	m, err := kafka.NewEvent(kafka.EventSpec{Topic: topic, Key: userID, Source: "test", Subject: userID, Payload: payload})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		if err := f.router.Handle(context.Background(), &m); err != nil {
-			t.Fatalf("handle %s: %v", m.Type(), err)
-		}
-	}
+	m := servicetest.Event(t, kafka.EventSpec{Topic: topic, Key: userID, Subject: userID, Payload: payload})
+	servicetest.Deliver(t, f.router, m, 2)
 }
 
 func (f *fixture) completeLesson(t *testing.T, userID, courseID, unitID, lessonID string) {
@@ -89,47 +58,10 @@ func (f *fixture) completeLesson(t *testing.T, userID, courseID, unitID, lessonI
 	})
 }
 
-func count(t *testing.T, d *db.DB, query string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := d.QueryRowContext(context.Background(), query, args...).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-type outboxRow struct {
-	topic, key, ceType, subject string
-	value                       []byte
-}
-
-func outboxRows(t *testing.T, d *db.DB) []outboxRow {
-	t.Helper()
-	rows, err := d.QueryContext(context.Background(), `SELECT topic, msg_key, value, headers FROM outbox ORDER BY id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		var key []byte
-		var headers string
-		if err := rows.Scan(&r.topic, &key, &r.value, &headers); err != nil {
-			t.Fatal(err)
-		}
-		var h map[string]string
-		if err := json.Unmarshal([]byte(headers), &h); err != nil {
-			t.Fatalf("headers %q: %v", headers, err)
-		}
-		r.key, r.ceType, r.subject = string(key), h[kafka.HeaderType], h[kafka.HeaderSubject]
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+var (
+	count      = servicetest.Count
+	outboxRows = servicetest.OutboxRows
+)
 
 // threeQuestions: a multiple choice (answer 0), a translation ("thank you")
 // and a fill-in-the-blank ("am").
@@ -170,7 +102,7 @@ func summaryOf(t *testing.T, s *Service, ctx context.Context, quizID string) *qu
 // TestQuizLifecycle is the storage and service contract suite: it runs on
 // SQLite and, with PUCHI_TEST_POSTGRES_URL, on PostgreSQL.
 func TestQuizLifecycle(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		f := newFixture(t, d)
 		s := f.s
 		course, unit, l1, l2 := id(), id(), id(), id()
@@ -325,24 +257,16 @@ func TestQuizLifecycle(t *testing.T) {
 		// Events: one per start of a new attempt and per graded submission,
 		// keyed and subject-ed by the learner; refusals wrote nothing.
 		rows := outboxRows(t, d)
-		want := []string{"puchi.quiz.v1.QuizStarted", "puchi.quiz.v1.QuizSubmitted", "puchi.quiz.v1.QuizStarted",
-			"puchi.quiz.v1.QuizStarted", "puchi.quiz.v1.QuizSubmitted"}
-		if len(rows) != len(want) {
-			t.Fatalf("outbox has %d rows, want %d: %+v", len(rows), len(want), rows)
-		}
-		for i, r := range rows {
-			if r.topic != kafka.TopicQuizEvents || r.key != userA || r.subject != userA || r.ceType != want[i] {
-				t.Errorf("row %d: %+v, want %s for %s", i, r, want[i], userA)
-			}
-		}
+		servicetest.CheckOutbox(t, rows, kafka.TopicQuizEvents, userA, "puchi.quiz.v1.QuizStarted", "puchi.quiz.v1.QuizSubmitted",
+			"puchi.quiz.v1.QuizStarted", "puchi.quiz.v1.QuizStarted", "puchi.quiz.v1.QuizSubmitted")
 		var started quizv1.QuizStarted
-		if err := proto.Unmarshal(rows[0].value, &started); err != nil || started.GetAttemptId() != a1.GetId() ||
+		if err := proto.Unmarshal(rows[0].Value, &started); err != nil || started.GetAttemptId() != a1.GetId() ||
 			started.GetAttemptNumber() != 1 || started.GetQuizId() != qz.GetId() || started.GetUserId() != userA ||
 			!started.GetDeadline().AsTime().Equal(a1.GetDeadline().AsTime()) || started.GetStartedAt() == nil {
 			t.Errorf("QuizStarted: %v %v", &started, err)
 		}
 		var first quizv1.QuizSubmitted
-		if err := proto.Unmarshal(rows[1].value, &first); err != nil || first.GetPassed() || first.GetFirstPass() ||
+		if err := proto.Unmarshal(rows[1].Value, &first); err != nil || first.GetPassed() || first.GetFirstPass() ||
 			first.GetAttemptNumber() != 1 || first.GetScorePercent() != 33 || first.GetPerfect() {
 			t.Errorf("first QuizSubmitted: %v %v", &first, err)
 		}
@@ -352,7 +276,7 @@ func TestQuizLifecycle(t *testing.T) {
 			CourseId: course, LessonId: l1, AttemptNumber: 3, FirstPass: true,
 		}
 		var last quizv1.QuizSubmitted
-		if err := proto.Unmarshal(rows[4].value, &last); err != nil || !proto.Equal(&last, wantLast) {
+		if err := proto.Unmarshal(rows[4].Value, &last); err != nil || !proto.Equal(&last, wantLast) {
 			t.Errorf("last QuizSubmitted:\n got %v\nwant %v (%v)", &last, wantLast, err)
 		}
 
@@ -366,7 +290,7 @@ func TestQuizLifecycle(t *testing.T) {
 // A pass after an earlier pass is not a first pass; a unit quiz with no
 // covered lessons is open from the start.
 func TestSecondPassIsNotFirstPass(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		f := newFixture(t, d)
 		user := id()
 		learner := as(user, auth.RoleLearner)
@@ -393,9 +317,9 @@ func TestSecondPassIsNotFirstPass(t *testing.T) {
 		}
 		var firsts []bool
 		for _, r := range outboxRows(t, d) {
-			if r.ceType == "puchi.quiz.v1.QuizSubmitted" {
+			if r.Type == "puchi.quiz.v1.QuizSubmitted" {
 				var ev quizv1.QuizSubmitted
-				if err := proto.Unmarshal(r.value, &ev); err != nil {
+				if err := proto.Unmarshal(r.Value, &ev); err != nil {
 					t.Fatal(err)
 				}
 				firsts = append(firsts, ev.GetFirstPass())
@@ -408,7 +332,7 @@ func TestSecondPassIsNotFirstPass(t *testing.T) {
 }
 
 func TestImportQuizUpsertsByKey(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		f := newFixture(t, d)
 		admin := as(id(), auth.RoleAdmin)
 		course, unit, lesson := id(), id(), id()
@@ -461,7 +385,7 @@ func TestImportQuizUpsertsByKey(t *testing.T) {
 }
 
 func TestUserDeletedErasesTheLearner(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		f := newFixture(t, d)
 		course, unit, lesson := id(), id(), id()
 		created, err := f.s.CreateQuiz(as(id(), auth.RoleTeacher), &quizv1.CreateQuizRequest{
@@ -487,10 +411,7 @@ func TestUserDeletedErasesTheLearner(t *testing.T) {
 			}
 		}
 		// Without a user id the event can never succeed: dead-letter it.
-		m, err := kafka.NewEvent(kafka.EventSpec{Topic: kafka.TopicUserEvents, Source: "test", Payload: &userv1.UserDeleted{}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := servicetest.Event(t, kafka.EventSpec{Topic: kafka.TopicUserEvents, Payload: &userv1.UserDeleted{}})
 		if err := f.router.Handle(context.Background(), &m); !kafka.IsPermanent(err) {
 			t.Fatalf("UserDeleted without user id: %v", err)
 		}
@@ -499,7 +420,7 @@ func TestUserDeletedErasesTheLearner(t *testing.T) {
 
 // Concurrent starts of one quiz by one learner make one attempt.
 func TestConcurrentStartsMakeOneAttempt(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		f := newFixture(t, d)
 		created, err := f.s.CreateQuiz(as(id(), auth.RoleTeacher), &quizv1.CreateQuizRequest{
 			CourseId: id(), UnitId: id(), Title: "Check", Questions: threeQuestions(),
@@ -533,7 +454,7 @@ func TestConcurrentStartsMakeOneAttempt(t *testing.T) {
 }
 
 func TestListQuizzesFiltersAndPages(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		f := newFixture(t, d)
 		teacher := as(id(), auth.RoleTeacher)
 		course, unit := id(), id()

@@ -2,7 +2,6 @@ package user
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -15,33 +14,13 @@ import (
 	"github.com/puchi-dev/puchi/platform/db"
 	"github.com/puchi-dev/puchi/platform/db/dbtest"
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/service/servicetest"
 )
 
-// forEachDB runs fn on a fresh, migrated user database of every engine under test.
-func forEachDB(t *testing.T, fn func(t *testing.T, d *db.DB)) {
-	t.Helper()
-	for _, dialect := range dbtest.Dialects() {
-		t.Run(string(dialect), func(t *testing.T) { fn(t, dbtest.Open(t, dialect, migrations)) })
-	}
-}
-
-// newTestService returns the service on a fresh database of the given engine and
-// a verifier for the tokens it issues.
+// newTestService returns the service on d and a verifier for the tokens it issues.
 func newTestService(t *testing.T, d *db.DB) (*Service, *auth.Verifier) {
 	t.Helper()
-	key, err := auth.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := auth.TokenConfig{Issuer: "puchi-test", Audience: "puchi"}
-	iss, err := auth.NewIssuer(key, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ver, err := auth.NewVerifier(cfg, key.Public)
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, ver := servicetest.Auth(t)
 	return New(d, iss, Config{}), ver
 }
 
@@ -67,38 +46,7 @@ func as(t *testing.T, v *auth.Verifier, tok string) context.Context {
 	return auth.WithClaims(context.Background(), c)
 }
 
-type outboxRow struct {
-	topic, key, ceType, subject string
-	value                       []byte
-}
-
-func outboxRows(t *testing.T, d *db.DB) []outboxRow {
-	t.Helper()
-	rows, err := d.QueryContext(context.Background(), `SELECT topic, msg_key, value, headers FROM outbox ORDER BY id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		var key []byte
-		var headers string
-		if err := rows.Scan(&r.topic, &key, &r.value, &headers); err != nil {
-			t.Fatal(err)
-		}
-		var h map[string]string
-		if err := json.Unmarshal([]byte(headers), &h); err != nil {
-			t.Fatalf("headers %q: %v", headers, err)
-		}
-		r.key, r.ceType, r.subject = string(key), h[kafka.HeaderType], h[kafka.HeaderSubject]
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+var outboxRows = servicetest.OutboxRows
 
 func reasonOf(err error) string {
 	if e, ok := apperr.As(err); ok {
@@ -110,7 +58,7 @@ func reasonOf(err error) string {
 // TestAccountLifecycle is the storage contract suite of the user service: it runs
 // on SQLite and, with PUCHI_TEST_POSTGRES_URL, on PostgreSQL.
 func TestAccountLifecycle(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		ctx := context.Background()
 		s, ver := newTestService(t, d)
 		reg := register(t, s, "Lan@Example.com", "lan")
@@ -183,24 +131,17 @@ func TestAccountLifecycle(t *testing.T) {
 		// Exactly one event per change, keyed and subject-ed by the user, in order;
 		// the failed registrations and the no-op update wrote nothing.
 		rows := outboxRows(t, d)
-		want := []string{"puchi.user.v1.UserRegistered", "puchi.user.v1.UserProfileUpdated", "puchi.user.v1.UserDeleted"}
-		if len(rows) != len(want) {
-			t.Fatalf("outbox has %d rows, want %d: %+v", len(rows), len(want), rows)
-		}
-		for i, r := range rows {
-			if r.topic != kafka.TopicUserEvents || r.key != uid || r.subject != uid || r.ceType != want[i] {
-				t.Errorf("row %d: %+v, want %s for %s", i, r, want[i], uid)
-			}
-		}
+		servicetest.CheckOutbox(t, rows, kafka.TopicUserEvents, uid,
+			"puchi.user.v1.UserRegistered", "puchi.user.v1.UserProfileUpdated", "puchi.user.v1.UserDeleted")
 		var ev userv1.UserProfileUpdated
-		if err := proto.Unmarshal(rows[1].value, &ev); err != nil || ev.GetDisplayName() != name || len(ev.GetChangedFields()) != 1 {
+		if err := proto.Unmarshal(rows[1].Value, &ev); err != nil || ev.GetDisplayName() != name || len(ev.GetChangedFields()) != 1 {
 			t.Errorf("UserProfileUpdated payload: %v %v", &ev, err)
 		}
 	})
 }
 
 func TestRefreshRotationAndReuse(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		ctx := context.Background()
 		s, _ := newTestService(t, d)
 		first := register(t, s, "chi@example.com", "chi").GetTokens().GetRefreshToken()
@@ -245,7 +186,7 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 
 // Two concurrent refreshes of one token: exactly one wins.
 func TestConcurrentRefreshOneWinner(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		s, _ := newTestService(t, d)
 		tok := register(t, s, "an@example.com", "an").GetTokens().GetRefreshToken()
 		var wg sync.WaitGroup

@@ -136,7 +136,7 @@ func New(d *db.DB, cfg Config) (*Service, error) {
 
 // ListDeck returns a page of the caller's cards, newest first.
 func (s *Service) ListDeck(ctx context.Context, req *vocabularyv1.ListDeckRequest) (*vocabularyv1.ListDeckResponse, error) {
-	uid, err := callerID(ctx)
+	uid, err := auth.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -173,11 +173,11 @@ func (s *Service) ListDeck(ctx context.Context, req *vocabularyv1.ListDeckReques
 
 // AddWord adds a word to the caller's deck by hand and publishes WordAdded.
 func (s *Service) AddWord(ctx context.Context, req *vocabularyv1.AddWordRequest) (*vocabularyv1.AddWordResponse, error) {
-	uid, err := callerID(ctx)
+	uid, err := auth.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return idempotency.Do(ctx, s.db, "vocabulary.AddWord", uid, requestKey(ctx, req.GetIdempotencyKey()),
+	return idempotency.Do(ctx, s.db, "vocabulary.AddWord", uid, idempotency.RequestKey(ctx, req.GetIdempotencyKey()),
 		func() *vocabularyv1.AddWordResponse { return &vocabularyv1.AddWordResponse{} },
 		func(ctx context.Context, tx *db.Tx) (*vocabularyv1.AddWordResponse, error) {
 			c, err := NewCard(uuid.Must(uuid.NewV7()).String(), uid, Word{
@@ -204,7 +204,7 @@ func (s *Service) AddWord(ctx context.Context, req *vocabularyv1.AddWordRequest)
 // GetDueQueue returns the due reviews (earliest first) and then new cards, within
 // what is left of today's limits.
 func (s *Service) GetDueQueue(ctx context.Context, req *vocabularyv1.GetDueQueueRequest) (*vocabularyv1.GetDueQueueResponse, error) {
-	uid, err := callerID(ctx)
+	uid, err := auth.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +243,7 @@ func (s *Service) GetDueQueue(ctx context.Context, req *vocabularyv1.GetDueQueue
 // publishes WordReviewed (and WordMastered the first time the card is scheduled
 // MasteredDays or more ahead).
 func (s *Service) ReviewWord(ctx context.Context, req *vocabularyv1.ReviewWordRequest) (*vocabularyv1.ReviewWordResponse, error) {
-	uid, err := callerID(ctx)
+	uid, err := auth.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +266,7 @@ func (s *Service) ReviewWord(ctx context.Context, req *vocabularyv1.ReviewWordRe
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		resp, err := idempotency.Do(ctx, s.db, "vocabulary.ReviewWord", uid, requestKey(ctx, req.GetIdempotencyKey()),
+		resp, err := idempotency.Do(ctx, s.db, "vocabulary.ReviewWord", uid, idempotency.RequestKey(ctx, req.GetIdempotencyKey()),
 			func() *vocabularyv1.ReviewWordResponse { return &vocabularyv1.ReviewWordResponse{} },
 			func(ctx context.Context, tx *db.Tx) (*vocabularyv1.ReviewWordResponse, error) {
 				return s.review(ctx, tx, uid, req.GetCardId(), rating, at, now)
@@ -327,7 +327,7 @@ func (s *Service) review(ctx context.Context, tx *db.Tx, uid, cardID string, r R
 
 // GetStats counts the caller's deck and today's study.
 func (s *Service) GetStats(ctx context.Context, _ *vocabularyv1.GetStatsRequest) (*vocabularyv1.GetStatsResponse, error) {
-	uid, err := callerID(ctx)
+	uid, err := auth.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -355,24 +355,6 @@ func (s *Service) GetStats(ctx context.Context, _ *vocabularyv1.GetStatsRequest)
 		ReviewsToday: int32(reviewsToday), NewToday: int32(newToday),
 		DailyNewLimit: int32(s.limits.New), DailyReviewLimit: int32(s.limits.Reviews), Retention_30D: retention,
 	}}, nil
-}
-
-func requestKey(ctx context.Context, fromRequest string) string {
-	if fromRequest != "" {
-		return fromRequest
-	}
-	return idempotency.Key(ctx)
-}
-
-func callerID(ctx context.Context) (string, error) {
-	c, err := auth.Require(ctx)
-	if err != nil {
-		return "", err
-	}
-	if c.UserID == "" {
-		return "", apperr.Unauthenticated(auth.ReasonTokenMissing, "sign in first")
-	}
-	return c.UserID, nil
 }
 
 func cardToProto(c Card) *vocabularyv1.Card {

@@ -2,7 +2,6 @@ package vocabulary
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -17,42 +16,21 @@ import (
 	"github.com/puchi-dev/puchi/platform/apperr"
 	"github.com/puchi-dev/puchi/platform/auth"
 	"github.com/puchi-dev/puchi/platform/db"
-	"github.com/puchi-dev/puchi/platform/db/dbtest"
 	"github.com/puchi-dev/puchi/platform/kafka"
 	"github.com/puchi-dev/puchi/platform/service"
+	"github.com/puchi-dev/puchi/platform/service/servicetest"
 )
-
-// forEachDB runs fn on a fresh, migrated vocabulary database of every engine
-// under test (SQLite; PostgreSQL with PUCHI_TEST_POSTGRES_URL).
-func forEachDB(t *testing.T, fn func(t *testing.T, d *db.DB)) {
-	t.Helper()
-	for _, dialect := range dbtest.Dialects() {
-		t.Run(string(dialect), func(t *testing.T) { fn(t, dbtest.Open(t, dialect, migrations)) })
-	}
-}
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type harness struct {
 	s      *Service
 	d      *db.DB
-	clock  *fakeClock
+	clock  *servicetest.Clock
 	router *kafka.Router
 }
 
 func newHarness(t *testing.T, d *db.DB, cfg Config) *harness {
 	t.Helper()
-	clock := &fakeClock{t: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)}
+	clock := servicetest.NewClock(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC))
 	cfg.Now = clock.Now
 	spec := Spec(cfg)
 	if spec.Name != Name || spec.GRPCPort != 50057 || spec.AdminPort != 8006 || len(spec.Topics) != 2 {
@@ -67,18 +45,14 @@ func newHarness(t *testing.T, d *db.DB, cfg Config) *harness {
 	return h
 }
 
-func as(userID string) context.Context {
-	return auth.WithClaims(context.Background(), auth.Claims{UserID: userID, Role: auth.RoleLearner})
-}
+func as(userID string) context.Context { return servicetest.As(userID, auth.RoleLearner) }
 
 func newUserID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // deliver hands msg to the consumer as the Kafka consumer would.
 func (h *harness) deliver(t *testing.T, msg kafka.Message) {
 	t.Helper()
-	if err := h.router.Handle(context.Background(), &msg); err != nil {
-		t.Fatalf("handle %s: %v", msg.Type(), err)
-	}
+	servicetest.Deliver(t, h.router, msg, 1)
 }
 
 func lessonCompleted(t *testing.T, userID, lessonID string, terms ...string) kafka.Message {
@@ -87,46 +61,17 @@ func lessonCompleted(t *testing.T, userID, lessonID string, terms ...string) kaf
 	for _, term := range terms {
 		ev.Words = append(ev.Words, &lessonv1.Word{Term: term, Translation: "vi:" + term, PartOfSpeech: "noun"})
 	}
-	msg, err := kafka.NewEvent(kafka.EventSpec{Topic: kafka.TopicLessonEvents, Key: userID, Source: "lesson", Subject: userID, Payload: ev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return msg
+	return servicetest.Event(t, kafka.EventSpec{Topic: kafka.TopicLessonEvents, Key: userID, Source: "lesson", Subject: userID, Payload: ev})
 }
 
-type outboxRow struct {
-	topic, key, ceType string
-	value              []byte
-}
-
-func outboxRows(t *testing.T, d *db.DB, ceType string) []outboxRow {
+// outboxRows returns the outbox rows of type ceType ("": all of them), oldest first.
+func outboxRows(t *testing.T, d *db.DB, ceType string) []servicetest.OutboxRow {
 	t.Helper()
-	rows, err := d.QueryContext(context.Background(), `SELECT topic, msg_key, value, headers FROM outbox ORDER BY id`)
-	if err != nil {
-		t.Fatal(err)
+	rows := servicetest.OutboxRows(t, d)
+	if ceType == "" {
+		return rows
 	}
-	defer rows.Close()
-	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		var key []byte
-		var headers string
-		if err := rows.Scan(&r.topic, &key, &r.value, &headers); err != nil {
-			t.Fatal(err)
-		}
-		var hm map[string]string
-		if err := json.Unmarshal([]byte(headers), &hm); err != nil {
-			t.Fatal(err)
-		}
-		r.key, r.ceType = string(key), hm[kafka.HeaderType]
-		if ceType == "" || r.ceType == ceType {
-			out = append(out, r)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return servicetest.OfType(rows, ceType)
 }
 
 const (
@@ -135,14 +80,7 @@ const (
 	typeMastered = "puchi.vocabulary.v1.WordMastered"
 )
 
-func count(t *testing.T, d *db.DB, query string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := d.QueryRowContext(context.Background(), query, args...).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
+var count = servicetest.Count
 
 func deck(t *testing.T, h *harness, uid string) []*vocabularyv1.Card {
 	t.Helper()
@@ -154,7 +92,7 @@ func deck(t *testing.T, h *harness, uid string) []*vocabularyv1.Card {
 }
 
 func TestLessonCompletedAddsWordsOnce(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		h := newHarness(t, d, Config{})
 		uid, lesson1, lesson2 := newUserID(), newUserID(), newUserID()
 
@@ -187,8 +125,8 @@ func TestLessonCompletedAddsWordsOnce(t *testing.T) {
 			t.Fatalf("%d WordAdded events, want 4", len(added))
 		}
 		var ev vocabularyv1.WordAdded
-		if err := proto.Unmarshal(added[3].value, &ev); err != nil || ev.GetTerm() != "date" || ev.GetUserId() != uid ||
-			ev.GetLessonId() != lesson2 || added[3].key != uid || added[3].topic != kafka.TopicVocabularyEvents {
+		if err := proto.Unmarshal(added[3].Value, &ev); err != nil || ev.GetTerm() != "date" || ev.GetUserId() != uid ||
+			ev.GetLessonId() != lesson2 || added[3].Key != uid || added[3].Topic != kafka.TopicVocabularyEvents {
 			t.Fatalf("WordAdded %v %+v %v", &ev, added[3], err)
 		}
 		// Another learner's deck is their own.
@@ -206,7 +144,7 @@ func TestLessonCompletedAddsWordsOnce(t *testing.T) {
 }
 
 func TestAddWordListAndStats(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		h := newHarness(t, d, Config{})
 		uid := newUserID()
 		ctx := as(uid)
@@ -286,7 +224,7 @@ func TestAddWordListAndStats(t *testing.T) {
 }
 
 func TestDueQueueRespectsDailyLimits(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		h := newHarness(t, d, Config{DailyNewLimit: 3, DailyReviewLimit: 2})
 		uid := newUserID()
 		ctx := as(uid)
@@ -358,7 +296,7 @@ func TestDueQueueRespectsDailyLimits(t *testing.T) {
 }
 
 func TestReviewWord(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		h := newHarness(t, d, Config{})
 		alice, bob := newUserID(), newUserID()
 		add, err := h.s.AddWord(as(alice), &vocabularyv1.AddWordRequest{Term: "hello", Translation: "xin chào"})
@@ -410,11 +348,11 @@ func TestReviewWord(t *testing.T) {
 			t.Fatalf("first review: %v", r)
 		}
 		reviewed := outboxRows(t, d, typeReviewed)
-		if len(reviewed) != 1 || reviewed[0].key != alice {
+		if len(reviewed) != 1 || reviewed[0].Key != alice {
 			t.Fatalf("%d WordReviewed events", len(reviewed))
 		}
 		var ev vocabularyv1.WordReviewed
-		if err := proto.Unmarshal(reviewed[0].value, &ev); err != nil {
+		if err := proto.Unmarshal(reviewed[0].Value, &ev); err != nil {
 			t.Fatal(err)
 		}
 		if ev.GetCardId() != cardID || ev.GetTerm() != "hello" || ev.GetRating() != vocabularyv1.Rating_RATING_GOOD ||
@@ -457,7 +395,7 @@ func TestReviewWord(t *testing.T) {
 				len(outboxRows(t, d, typeMastered)), len(outboxRows(t, d, typeReviewed)))
 		}
 		var m vocabularyv1.WordMastered
-		if err := proto.Unmarshal(outboxRows(t, d, typeMastered)[0].value, &m); err != nil || m.GetCardId() != cardID || m.GetUserId() != alice {
+		if err := proto.Unmarshal(outboxRows(t, d, typeMastered)[0].Value, &m); err != nil || m.GetCardId() != cardID || m.GetUserId() != alice {
 			t.Fatalf("WordMastered %v %v", &m, err)
 		}
 		if n := count(t, d, `SELECT COUNT(*) FROM reviews WHERE card_id = ?`, cardID); n != 7 {
@@ -472,7 +410,7 @@ func TestReviewWord(t *testing.T) {
 
 // Concurrent reviews of one card each apply once, in some order: no update is lost.
 func TestConcurrentReviewsOfOneCard(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		h := newHarness(t, d, Config{})
 		uid := newUserID()
 		add, err := h.s.AddWord(as(uid), &vocabularyv1.AddWordRequest{Term: "race", Translation: "đua"})
@@ -495,7 +433,7 @@ func TestConcurrentReviewsOfOneCard(t *testing.T) {
 }
 
 func TestUserDeletedErasesTheDeck(t *testing.T) {
-	forEachDB(t, func(t *testing.T, d *db.DB) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
 		h := newHarness(t, d, Config{})
 		alice, bob := newUserID(), newUserID()
 		for _, uid := range []string{alice, bob} {
@@ -505,11 +443,8 @@ func TestUserDeletedErasesTheDeck(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		msg, err := kafka.NewEvent(kafka.EventSpec{Topic: kafka.TopicUserEvents, Key: alice, Source: "user", Subject: alice,
+		msg := servicetest.Event(t, kafka.EventSpec{Topic: kafka.TopicUserEvents, Key: alice, Source: "user", Subject: alice,
 			Payload: &userv1.UserDeleted{UserId: alice, DeletedAt: timestamppb.Now()}})
-		if err != nil {
-			t.Fatal(err)
-		}
 		h.deliver(t, msg)
 		h.deliver(t, msg) // a redelivery is harmless
 		for table, want := range map[string]int{"cards": 0, "reviews": 0, "idempotency_keys": 0} {
