@@ -1,5 +1,8 @@
 // Package ops holds the operator commands of the puchi binary that talk to Kafka
-// directly: tail (decode and follow a topic).
+// directly: topics (list, describe, create), consumer groups (list, describe with
+// lag, replay from a time), dead letters (list, replay) and tail (decode and
+// follow a topic). Every command fails fast, naming KAFKA_BROKERS, when no broker
+// answers (see [Connect]).
 package ops
 
 import (
@@ -27,8 +30,11 @@ import (
 type TailOptions struct {
 	Brokers       string
 	Topic         string
-	FromBeginning bool // start at the oldest retained record instead of the end
-	Max           int  // stop after this many records; 0 follows until ctx ends
+	FromBeginning bool      // start at the oldest retained record instead of the end
+	From          time.Time // start at the first record at or after this time (overrides FromBeginning)
+	Max           int       // stop after this many records; 0 follows until ctx ends
+	// ConnectTimeout bounds the first contact with the broker (0: [DefaultConnectTimeout]).
+	ConnectTimeout time.Duration
 }
 
 // Record is one line of tail output: the record's coordinates, its CloudEvents
@@ -91,21 +97,24 @@ func Tail(ctx context.Context, opt TailOptions, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := ck.NewConsumer(&ck.ConfigMap{
-		"bootstrap.servers": opt.Brokers, "group.id": "puchi-tail", "enable.auto.commit": false,
-		"enable.partition.eof": false, "log_level": 0,
-	})
+	if opt.ConnectTimeout <= 0 {
+		opt.ConnectTimeout = DefaultConnectTimeout
+	}
+	c, err := ck.NewConsumer(clientConfig(kafka.Config{Brokers: opt.Brokers}, ck.ConfigMap{
+		"group.id": "puchi-tail", "enable.auto.commit": false, "enable.auto.offset.store": false,
+		"enable.partition.eof": false, "auto.offset.reset": "earliest",
+	}))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	md, err := c.GetMetadata(&opt.Topic, false, 10000)
+	md, err := c.GetMetadata(&opt.Topic, false, int(opt.ConnectTimeout.Milliseconds()))
 	if err != nil {
-		return fmt.Errorf("cannot reach Kafka at %s (is it running? 'make run' or 'puchi broker'): %w", opt.Brokers, err)
+		return &UnreachableError{Brokers: opt.Brokers, Timeout: opt.ConnectTimeout, Err: err}
 	}
 	tm, ok := md.Topics[opt.Topic]
 	if !ok || tm.Error.Code() == ck.ErrUnknownTopicOrPart || len(tm.Partitions) == 0 {
-		return fmt.Errorf("topic %q does not exist on %s", opt.Topic, opt.Brokers)
+		return fmt.Errorf("%w: %q on %s ('puchi topics list' shows the topics)", ErrTopicNotFound, opt.Topic, opt.Brokers)
 	}
 	start := ck.OffsetEnd
 	if opt.FromBeginning {
@@ -113,7 +122,27 @@ func Tail(ctx context.Context, opt TailOptions, w io.Writer) error {
 	}
 	var parts []ck.TopicPartition
 	for _, p := range tm.Partitions {
-		parts = append(parts, ck.TopicPartition{Topic: &opt.Topic, Partition: p.ID, Offset: start})
+		off := start
+		if !opt.From.IsZero() {
+			off = ck.Offset(opt.From.UnixMilli()) // a timestamp, for OffsetsForTimes
+		}
+		parts = append(parts, ck.TopicPartition{Topic: &opt.Topic, Partition: p.ID, Offset: off})
+	}
+	if !opt.From.IsZero() {
+		at, err := c.OffsetsForTimes(parts, int(DefaultTimeout.Milliseconds()))
+		if err != nil {
+			return fmt.Errorf("offsets of %s at %s: %w", opt.Topic, opt.From.Format(time.RFC3339), err)
+		}
+		for i, p := range at {
+			if p.Error != nil {
+				return fmt.Errorf("offset of %s[%d] at %s: %w", opt.Topic, p.Partition, opt.From.Format(time.RFC3339), p.Error)
+			}
+			if p.Offset < 0 { // no record at or after From: start at the end
+				p.Offset = ck.OffsetEnd
+			}
+			at[i] = p
+		}
+		parts = at
 	}
 	if err := c.Assign(parts); err != nil {
 		return err
