@@ -6,6 +6,7 @@ package grpcx
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -53,6 +55,10 @@ type ServerConfig struct {
 	// zero means DefaultGracefulTimeout. In-flight RPCs still running then are
 	// cancelled.
 	GracefulTimeout time.Duration
+	// TLS, when set, serves TLS with this configuration (for mutual TLS, see
+	// [Identity.ServerTLS]: client certificates required and verified). Nil
+	// serves plaintext.
+	TLS *tls.Config
 }
 
 // Server is a *grpc.Server with Puchi's interceptors, a grpc.health.v1
@@ -121,6 +127,9 @@ func NewServer(cfg ServerConfig, extra ...grpc.ServerOption) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.recoverUnary, s.logUnary, s.authUnary, s.validateUnary, s.mapErrorsUnary),
 		grpc.ChainStreamInterceptor(s.recoverStream, s.logStream, s.authStream, s.validateStream, s.mapErrorsStream),
 	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
 	s.Server = grpc.NewServer(append(opts, extra...)...)
 	healthpb.RegisterHealthServer(s.Server, s.health)
 	reflection.Register(s.Server)
@@ -180,6 +189,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	go func() { errc <- s.Server.Serve(lis) }()
 	select {
 	case err := <-errc:
+		if err == nil || errors.Is(err, grpc.ErrServerStopped) {
+			return nil // stopped directly (Stop/GracefulStop), not through ctx
+		}
 		return fmt.Errorf("grpcx: serve: %w", err)
 	case <-ctx.Done():
 	}

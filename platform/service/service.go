@@ -8,6 +8,7 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -72,6 +73,13 @@ type Shared struct {
 	Metrics     *prometheus.Registry // nil: a registry per service
 	Consumer    kafka.ConsumerConfig // retry policy template; Group and Topics are set per service
 	Dial        func(service string) (*grpc.ClientConn, error)
+	// ServerTLS, when set, makes the gRPC server serve (mutual) TLS.
+	ServerTLS *tls.Config
+	// DB, when set, is an open, migrated database the instance uses instead of
+	// opening its own: a replica of a service hosted in the same process. Such
+	// an instance runs no outbox relay (the owner's relay, woken by the same
+	// DB's after-commit hooks, publishes its rows) and does not close the DB.
+	DB *db.DB
 }
 
 // Addrs are where an instance listens; ":0" picks a free port.
@@ -92,6 +100,7 @@ type Instance struct {
 
 	grpcLis net.Listener
 	log     *slog.Logger
+	ownDB   bool
 }
 
 // GRPCAddr is the address the gRPC server listens on.
@@ -107,11 +116,16 @@ func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance,
 			inst.Close()
 		}
 	}()
-	if inst.DB, err = db.Open(ctx, db.Config{Service: spec.Name, DataDir: sh.DataDir, URL: sh.DatabaseURL}, sh.Log); err != nil {
-		return nil, fmt.Errorf("%s: open database: %w", spec.Name, err)
-	}
-	if err = inst.DB.Migrate(ctx, spec.Migrations); err != nil {
-		return nil, fmt.Errorf("%s: migrate: %w", spec.Name, err)
+	if sh.DB != nil {
+		inst.DB = sh.DB
+	} else {
+		inst.ownDB = true
+		if inst.DB, err = db.Open(ctx, db.Config{Service: spec.Name, DataDir: sh.DataDir, URL: sh.DatabaseURL}, sh.Log); err != nil {
+			return nil, fmt.Errorf("%s: open database: %w", spec.Name, err)
+		}
+		if err = inst.DB.Migrate(ctx, spec.Migrations); err != nil {
+			return nil, fmt.Errorf("%s: migrate: %w", spec.Name, err)
+		}
 	}
 	reg := sh.Metrics
 	if reg == nil {
@@ -119,7 +133,7 @@ func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance,
 	}
 	if inst.Server, err = grpcx.NewServer(grpcx.ServerConfig{
 		Name: spec.Name, Addr: addrs.GRPC, Verifier: sh.Verifier, PublicMethods: spec.PublicMethods,
-		Logger: sh.Log, Metrics: reg,
+		Logger: sh.Log, Metrics: reg, TLS: sh.ServerTLS,
 	}); err != nil {
 		return nil, err
 	}
@@ -127,7 +141,9 @@ func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance,
 	if err = spec.Register(Deps{DB: inst.DB, GRPC: inst.Server, Router: router, Group: spec.Group(), Issuer: sh.Issuer, Log: log, Dial: sh.Dial}); err != nil {
 		return nil, fmt.Errorf("%s: register: %w", spec.Name, err)
 	}
-	inst.Relay = outbox.NewRelay(inst.DB, sh.Producer, outbox.RelayConfig{}, sh.Log)
+	if inst.ownDB {
+		inst.Relay = outbox.NewRelay(inst.DB, sh.Producer, outbox.RelayConfig{}, sh.Log)
+	}
 	if len(spec.Topics) > 0 {
 		cc := sh.Consumer
 		cc.Group, cc.Topics = spec.Group(), spec.Topics
@@ -153,6 +169,10 @@ func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance,
 	return inst, nil
 }
 
+// ServeGRPC serves the instance's gRPC server on its listener until ctx ends
+// (what [Mount] runs; for callers that run an instance themselves).
+func (i *Instance) ServeGRPC(ctx context.Context) error { return i.Server.Serve(ctx, i.grpcLis) }
+
 // AdminAddr is the address the admin HTTP server listens on.
 func (i *Instance) AdminAddr() string { return i.Admin.Addr() }
 
@@ -162,7 +182,7 @@ func (i *Instance) Close() {
 	if i.grpcLis != nil {
 		_ = i.grpcLis.Close()
 	}
-	if i.DB != nil {
+	if i.DB != nil && i.ownDB {
 		_ = i.DB.Close()
 	}
 }
@@ -224,7 +244,9 @@ func Mount(a *app.App, producer *kafka.Producer, insts ...*Instance) {
 	var servers, consumers, relays, admins []app.Component
 	for _, i := range insts {
 		servers = append(servers, &grpcComponent{i})
-		relays = append(relays, &component{"outbox relay " + i.Spec.Name, i.Relay.Run})
+		if i.Relay != nil {
+			relays = append(relays, &component{"outbox relay " + i.Spec.Name, i.Relay.Run})
+		}
 		admins = append(admins, i.Admin)
 		if i.Consumer != nil {
 			consumers = append(consumers, &component{"consumer " + i.Spec.Group(), i.Consumer.Run})
@@ -254,7 +276,9 @@ func Mount(a *app.App, producer *kafka.Producer, insts ...*Instance) {
 	a.OnStop("drain outbox", 10*time.Second, func(ctx context.Context) error {
 		var errs []error
 		for _, i := range insts {
-			errs = append(errs, i.Relay.Drain(ctx))
+			if i.Relay != nil {
+				errs = append(errs, i.Relay.Drain(ctx))
+			}
 		}
 		return errors.Join(errs...)
 	})
@@ -265,7 +289,9 @@ func Mount(a *app.App, producer *kafka.Producer, insts ...*Instance) {
 	a.OnStop("close databases", 5*time.Second, func(context.Context) error {
 		var errs []error
 		for _, i := range insts {
-			errs = append(errs, i.DB.Close())
+			if i.ownDB {
+				errs = append(errs, i.DB.Close())
+			}
 		}
 		return errors.Join(errs...)
 	})
