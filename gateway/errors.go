@@ -101,7 +101,7 @@ func grpcErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshale
 	}
 	code, d := errorFromStatus(st)
 	if st.Code() == codes.Unavailable {
-		writeError(w, code, d.Status, d.Reason, "service unavailable, try again shortly", d.Fields, 1)
+		writeError(w, code, d.Status, d.Reason, "service unavailable, try again shortly", d.Fields, retryAfterSeconds(st))
 		return
 	}
 	writeError(w, code, d.Status, d.Reason, d.Message, d.Fields, 0)

@@ -19,10 +19,12 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	analyticsv1 "github.com/puchi-dev/puchi/gen/go/puchi/analytics/v1"
 	lessonv1 "github.com/puchi-dev/puchi/gen/go/puchi/lesson/v1"
+	mediav1 "github.com/puchi-dev/puchi/gen/go/puchi/media/v1"
+	notificationv1 "github.com/puchi-dev/puchi/gen/go/puchi/notification/v1"
 	progressv1 "github.com/puchi-dev/puchi/gen/go/puchi/progress/v1"
 	quizv1 "github.com/puchi-dev/puchi/gen/go/puchi/quiz/v1"
 	userv1 "github.com/puchi-dev/puchi/gen/go/puchi/user/v1"
@@ -35,11 +37,14 @@ var docsPage []byte
 // registrars maps a service name to the generated function that mounts its REST
 // routes. A service that exists gets one line here.
 var registrars = map[string]func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-	"user":       userv1.RegisterUserServiceHandler,
-	"lesson":     lessonv1.RegisterLessonServiceHandler,
-	"quiz":       quizv1.RegisterQuizServiceHandler,
-	"vocabulary": vocabularyv1.RegisterVocabularyServiceHandler,
-	"progress":   progressv1.RegisterProgressServiceHandler,
+	"user":         userv1.RegisterUserServiceHandler,
+	"lesson":       lessonv1.RegisterLessonServiceHandler,
+	"quiz":         quizv1.RegisterQuizServiceHandler,
+	"vocabulary":   vocabularyv1.RegisterVocabularyServiceHandler,
+	"progress":     progressv1.RegisterProgressServiceHandler,
+	"notification": notificationv1.RegisterNotificationServiceHandler,
+	"analytics":    analyticsv1.RegisterAnalyticsServiceHandler,
+	"media":        mediav1.RegisterMediaServiceHandler, // + the custom upload and content routes (media.go)
 }
 
 // Config is the gateway's configuration. Upstreams are connections the caller
@@ -55,8 +60,18 @@ type Config struct {
 	// (password hashing is expensive); AuthRateLimit <= 0 disables it.
 	AuthRateLimit float64
 	AuthRateBurst int
-	MaxBodyBytes  int64 // request body cap
+	MaxBodyBytes  int64 // request body cap (not applied to POST /v1/media, capped by MaxUploadBytes)
 	Log           *slog.Logger
+	// MaxUploadBytes caps a media upload's file (PUCHI_MEDIA_MAX_BYTES; zero:
+	// DefaultMaxUploadBytes, 10 MiB).
+	MaxUploadBytes int64
+	// Timeout is the deadline of every REST call (zero: DefaultTimeout).
+	Timeout time.Duration
+	// TLSCert and TLSKey, when set, make the gateway serve HTTPS.
+	TLSCert, TLSKey string
+	// Probe, when set, reports a downstream's per-instance health and breaker
+	// state for /health and /ready (false: fall back to a Check on the conn).
+	Probe func(ctx context.Context, service string) (Downstream, bool)
 }
 
 // Validate reports the first unusable setting, naming its environment variable.
@@ -81,6 +96,9 @@ type Gateway struct {
 	cfg     Config
 	handler http.Handler
 	ln      net.Listener
+	// closing is closed when shutdown starts: long-lived streams end then,
+	// while ordinary requests finish normally.
+	closing chan struct{}
 }
 
 // New builds the routes. It listens at once, so that the caller knows the address
@@ -112,7 +130,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: mount %s: %w", name, err)
 		}
 	}
-	g := &Gateway{cfg: cfg}
+	g := &Gateway{cfg: cfg, closing: make(chan struct{})}
 	root := http.NewServeMux()
 	root.HandleFunc("GET /health", g.health(false))
 	root.HandleFunc("GET /ready", g.health(true))
@@ -124,15 +142,20 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(docsPage)
 	})
-	root.Handle("/", mux)
+	root.Handle("/", withDeadline(cfg.Timeout, mux))
+	_, media := cfg.Upstreams["media"]
+	if media {
+		mountMedia(root, cfg.Upstreams["media"], cfg.MaxUploadBytes)
+	}
 
 	var h http.Handler = root
 	if cfg.Verify != nil {
-		h = requireToken(cfg.Verify, h)
+		h = anonymousMediaContent(root, requireToken(cfg.Verify, h))
 	}
-	h = limitBody(cfg.MaxBodyBytes, h)
+	h = limitBodyExceptMediaUpload(cfg.MaxBodyBytes, media, h)
 	h = authRateLimit(newClientLimiter(cfg.AuthRateLimit, cfg.AuthRateBurst), h)
 	h = rateLimit(newClientLimiter(cfg.RateLimit, cfg.RateBurst), h)
+	h = endStreamsOnShutdown(g.closing, h)
 	h = accessLog(cfg.Log, h)
 	g.handler = h
 
@@ -161,12 +184,19 @@ func (g *Gateway) Name() string { return "gateway" }
 func (g *Gateway) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(g.ln) }()
+	go func() {
+		if g.cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(g.ln, g.cfg.TLSCert, g.cfg.TLSKey)
+			return
+		}
+		errc <- srv.Serve(g.ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
+	close(g.closing)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -176,10 +206,34 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return nil
 }
 
+// endStreamsOnShutdown gives streaming routes (":stream") a context that ends
+// when the gateway starts shutting down, so an open stream never holds shutdown.
+func endStreamsOnShutdown(closing <-chan struct{}, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, ":stream") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		go func() {
+			select {
+			case <-closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
 // HealthReport is the body of /health and /ready.
 type HealthReport struct {
 	Status   string            `json:"status"`   // "ok", "degraded" or "down"
 	Services map[string]string `json:"services"` // name -> SERVING | NOT_SERVING | UNREACHABLE
+	// Downstreams details each service (instances, breaker) when the
+	// gateway's connections report it ([Config.Probe]).
+	Downstreams map[string]Downstream `json:"downstreams,omitempty"`
 }
 
 // health checks every upstream with grpc.health.v1 (1 s each, in parallel).
@@ -192,29 +246,34 @@ func (g *Gateway) health(ready bool) http.HandlerFunc {
 		var wg sync.WaitGroup
 		for name, conn := range g.cfg.Upstreams {
 			wg.Go(func() {
-				ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-				defer cancel()
-				st := "UNREACHABLE"
-				if resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
-					st = resp.GetStatus().String()
-				}
+				st, d := g.downstream(r.Context(), name, conn)
 				mu.Lock()
 				rep.Services[name] = st
+				if d != nil {
+					if rep.Downstreams == nil {
+						rep.Downstreams = map[string]Downstream{}
+					}
+					rep.Downstreams[name] = *d
+				}
 				mu.Unlock()
 			})
 		}
 		wg.Wait()
-		down := 0
-		for _, st := range rep.Services {
+		down, degraded := 0, 0
+		for name, st := range rep.Services {
 			if st != "SERVING" {
 				down++
+			} else if d, ok := rep.Downstreams[name]; ok && d.State != stateServing {
+				degraded++
 			}
 		}
+		// /ready is false only when a dependency is fully down; some instances
+		// down or a breaker probing is "degraded" but ready.
 		code := http.StatusOK
 		switch {
 		case down > 0 && down == len(rep.Services):
 			rep.Status = "down"
-		case down > 0:
+		case down > 0 || degraded > 0:
 			rep.Status = "degraded"
 		}
 		if ready && down > 0 {

@@ -7,22 +7,20 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 	_ "time/tzdata" // IANA zones for timezone validation on machines without zoneinfo
 
-	"github.com/puchi-dev/puchi/internal/ops"
 	"github.com/puchi-dev/puchi/internal/system"
 	"github.com/puchi-dev/puchi/platform/auth"
 	"github.com/puchi-dev/puchi/platform/broker"
 	"github.com/puchi-dev/puchi/platform/config"
-	"github.com/puchi-dev/puchi/platform/grpcx"
 	"github.com/puchi-dev/puchi/platform/kafka"
 	"github.com/puchi-dev/puchi/services/content"
 )
@@ -48,7 +46,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	cmd, rest := args[0], args[1:]
-	if wantsHelp(rest) || cmd == "help" || cmd == "-h" || cmd == "--help" {
+	if cmd == "help" && len(rest) == 1 && isOpsCommand(rest[0]) {
+		printOpsHelp(stdout, rest[0])
+		return nil
+	}
+	if (wantsHelp(rest) && !isOpsCommand(cmd)) || cmd == "help" || cmd == "-h" || cmd == "--help" {
 		printHelp(stdout)
 		return nil
 	}
@@ -59,25 +61,35 @@ func run(args []string, stdout, stderr io.Writer) error {
 	ctx := context.Background()
 	switch cmd {
 	case "run":
-		if len(rest) > 0 {
-			return usageError{"run takes no arguments (configure it with environment variables, see 'puchi help')"}
+		if rest, err := intFlag(rest, "replicas", &cfg.Replicas); err != nil || len(rest) > 0 {
+			return usageError{"run takes only --replicas N (configure it with environment variables, see 'puchi help')"}
+		}
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("configuration:\n%w", err)
 		}
 		return serve(ctx, cfg, system.Options{Embedded: cfg.Brokers == "", Services: system.ServiceNames(cfg), Gateway: true, BindHost: "127.0.0.1"}, stdout)
 	case "serve":
+		rest, err := intFlag(rest, "instance", &cfg.Instance)
+		if err != nil {
+			return usageError{err.Error()}
+		}
 		if len(rest) == 0 {
 			return usageError{"serve needs service names; have: " + strings.Join(system.ServiceNames(cfg), ", ")}
+		}
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("configuration:\n%w", err)
 		}
 		return serve(ctx, cfg, system.Options{Services: rest}, stdout)
 	case "gateway":
 		return serve(ctx, cfg, system.Options{Gateway: true}, stdout)
 	case "broker":
 		return runBroker(ctx, cfg, stdout)
-	case "topics":
-		return topics(ctx, cfg, rest, stdout)
+	case "topics", "groups", "tail", "replay", "dlq":
+		return runOps(ctx, cfg, cmd, rest, stdout)
 	case "content":
 		return contentCmd(ctx, cfg, rest, stdout)
-	case "tail":
-		return tail(ctx, cfg, rest, stdout)
+	case "analytics":
+		return analyticsCmd(ctx, cfg, rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "puchi", version)
 		return nil
@@ -86,6 +98,35 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 var version = "dev"
+
+// intFlag removes "--name N" or "--name=N" from args and stores N in dst.
+func intFlag(args []string, name string, dst *int) ([]string, error) {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		v, ok := "", false
+		switch {
+		case a == "--"+name || a == "-"+name:
+			if i+1 >= len(args) {
+				return nil, fmt.Errorf("--%s needs a number", name)
+			}
+			v, ok = args[i+1], true
+			i++
+		case strings.HasPrefix(a, "--"+name+"="):
+			v, ok = strings.TrimPrefix(a, "--"+name+"="), true
+		}
+		if !ok {
+			out = append(out, a)
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--%s: %q is not a positive number", name, v)
+		}
+		*dst = n
+	}
+	return out, nil
+}
 
 func wantsHelp(args []string) bool {
 	for _, a := range args {
@@ -135,65 +176,6 @@ func runBroker(ctx context.Context, cfg *system.Config, stdout io.Writer) error 
 	return nil
 }
 
-func topics(ctx context.Context, cfg *system.Config, args []string, stdout io.Writer) error {
-	brokers := cfg.Brokers
-	if brokers == "" {
-		brokers = cfg.BrokerAddr
-	}
-	kc := cfg.Kafka(brokers)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	sub := "list"
-	if len(args) > 0 {
-		sub = args[0]
-	}
-	switch sub {
-	case "ensure":
-		if err := kafka.EnsureTopics(ctx, kc, kafka.Topics...); err != nil {
-			return fmt.Errorf("ensure topics on %s: %w", brokers, err)
-		}
-		fmt.Fprintf(stdout, "%d topics ready on %s\n", len(kafka.Topics), brokers)
-		fallthrough
-	case "list":
-		info, err := kafka.DescribeTopics(ctx, kc, kafka.Topics...)
-		if err != nil {
-			return fmt.Errorf("describe topics on %s (is the broker running? 'make run' or 'puchi broker'): %w", brokers, err)
-		}
-		fmt.Fprintf(stdout, "%-22s %10s %12s\n", "TOPIC", "PARTITIONS", "RETENTION")
-		for _, t := range kafka.Topics {
-			i, ok := info[t]
-			if !ok {
-				fmt.Fprintf(stdout, "%-22s %10s %12s\n", t, "missing", "-")
-				continue
-			}
-			fmt.Fprintf(stdout, "%-22s %10d %12s\n", t, i.Partitions, i.Retention)
-		}
-		return nil
-	}
-	return usageError{"topics takes 'list' or 'ensure'"}
-}
-
-func tail(ctx context.Context, cfg *system.Config, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	fromBeginning := fs.Bool("from-beginning", false, "start at the oldest retained record (default: only new records)")
-	max := fs.Int("max", 0, "stop after N records (default: follow until Ctrl-C)")
-	fs.SetOutput(io.Discard)
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return usageError{"tail needs a topic: puchi tail TOPIC [--from-beginning] [--max N]"}
-	}
-	topic := args[0]
-	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
-		return usageError{"usage: puchi tail TOPIC [--from-beginning] [--max N]"}
-	}
-	brokers := cfg.Brokers
-	if brokers == "" {
-		brokers = cfg.BrokerAddr
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return ops.Tail(ctx, ops.TailOptions{Brokers: brokers, Topic: topic, FromBeginning: *fromBeginning, Max: *max}, stdout)
-}
-
 // contentCmd validates or imports a course file (YAML or JSON, the format of
 // services/content) through the lesson and quiz services' RPCs.
 func contentCmd(ctx context.Context, cfg *system.Config, args []string, stdout io.Writer) error {
@@ -227,17 +209,17 @@ func contentCmd(ctx context.Context, cfg *system.Config, args []string, stdout i
 		}
 		return fmt.Sprintf("127.0.0.1:%d", port)
 	}
-	lc, err := grpcx.Dial(target("lesson", 50052), grpcx.ClientConfig{Timeout: time.Minute})
+	lc, err := system.DialService(cfg, "lesson", target("lesson", 50052), time.Minute)
 	if err != nil {
 		return err
 	}
 	defer lc.Close()
-	qc, err := grpcx.Dial(target("quiz", 50056), grpcx.ClientConfig{Timeout: time.Minute})
+	qc, err := system.DialService(cfg, "quiz", target("quiz", 50056), time.Minute)
 	if err != nil {
 		return err
 	}
 	defer qc.Close()
-	sum, err := system.ImportContent(ctx, issuer, lc, qc, b)
+	sum, err := system.ImportContent(ctx, issuer, lc.ClientConn, qc.ClientConn, b)
 	if err != nil {
 		return fmt.Errorf("import (are the lesson and quiz services running? 'make run'): %w", err)
 	}
@@ -253,18 +235,29 @@ func printHelp(w io.Writer) {
 	fmt.Fprint(w, `puchi — the Puchi language-learning backend
 
 Usage:
-  puchi run                 everything in one process: embedded Kafka (unless KAFKA_BROKERS
+  puchi run [--replicas N]  everything in one process: embedded Kafka (unless KAFKA_BROKERS
                             is set), SQLite under PUCHI_DATA_DIR (unless PUCHI_DATABASE_URL),
                             every service and the REST gateway on :8000
-  puchi serve SERVICE...    run the named services against KAFKA_BROKERS
+  puchi serve [--instance N] SERVICE...
+                            run the named services against KAFKA_BROKERS (instance N
+                            listens on the default ports + 100*(N-1))
   puchi gateway             run the REST gateway against running services
   puchi broker              run only the embedded Kafka broker (PUCHI_BROKER_ADDR)
-  puchi topics list|ensure  show or provision the topics on the broker
+  puchi topics list|describe TOPIC|create NAME|ensure
+                            topics: partitions, retention, messages; watermarks, configs
+  puchi groups list|describe GROUP
+                            consumer groups: state, members; per-partition committed offset and lag
   puchi content validate|import FILE
                             check a course file (YAML/JSON), or load it through the running
                             lesson and quiz services (re-importing updates in place)
-  puchi tail TOPIC [--from-beginning] [--max N]
+  puchi tail TOPIC [--from TIME | --from-beginning] [--max N]
                             print a topic's events as JSON lines, decoded by their ce_type
+  puchi replay GROUP --to TIME [--topic T] [--yes]
+                            move an idle group's offsets back to TIME (dry run without --yes)
+  puchi dlq list|replay GROUP [--yes]
+                            show a group's dead letters; re-drive them to their topics once
+  puchi analytics rebuild [--since TIME]
+                            rebuild the analytics projections from the Kafka log; prints progress
   puchi version             print the version
   puchi help                this text
 

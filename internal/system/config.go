@@ -39,6 +39,29 @@ type Config struct {
 	DemoContent bool     `env:"PUCHI_DEMO_CONTENT" default:"true" help:"load the built-in demo course when no course exists yet (needs lesson and quiz in this process)"`
 	AdminEmails []string `env:"PUCHI_ADMIN_EMAILS" help:"comma-separated emails that get the admin role when they register"`
 
+	// Mesh resilience and mutual TLS (mesh.go, tls.go).
+	TLS               string        `env:"PUCHI_TLS" default:"on" help:"mutual TLS between services and from the gateway: on or off (plaintext, only when explicitly set)"`
+	TLSDir            string        `env:"PUCHI_TLS_DIR" help:"dev CA and per-service certificates, created on first run; default PUCHI_DATA_DIR/tls (ignored when PUCHI_TLS_CA is set)"`
+	TLSCA             string        `env:"PUCHI_TLS_CA" help:"CA bundle (PEM) that signs every service certificate; with PUCHI_TLS_CERT and PUCHI_TLS_KEY replaces the dev CA"`
+	TLSCert           string        `env:"PUCHI_TLS_CERT" help:"this process's certificate (PEM): its SANs must name every service the process serves"`
+	TLSKey            string        `env:"PUCHI_TLS_KEY" help:"the private key (PEM) of PUCHI_TLS_CERT"`
+	GatewayTLSCert    string        `env:"PUCHI_GATEWAY_TLS_CERT" help:"serve REST over HTTPS with this certificate (PEM); empty: plain HTTP"`
+	GatewayTLSKey     string        `env:"PUCHI_GATEWAY_TLS_KEY" help:"the private key of PUCHI_GATEWAY_TLS_CERT"`
+	GatewayTimeout    time.Duration `env:"PUCHI_GATEWAY_TIMEOUT" default:"10s" help:"deadline of every REST call (a shorter Grpc-Timeout header wins); exceeded: 504"`
+	CallTimeout       time.Duration `env:"PUCHI_CALL_TIMEOUT" default:"10s" help:"deadline of a service-to-service call whose context has none"`
+	CallTimeouts      string        `env:"PUCHI_CALL_TIMEOUTS" help:"per-method deadlines: Method=duration,... (GetLesson=2s, /puchi.user.v1.UserService/=5s)"`
+	RetryAttempts     int           `env:"PUCHI_RETRY_ATTEMPTS" default:"3" help:"attempts of an idempotent call (reads, keyed writes) failing with UNAVAILABLE (1 disables retries)"`
+	BreakerFailures   int           `env:"PUCHI_BREAKER_FAILURES" default:"5" help:"consecutive UNAVAILABLE/DEADLINE_EXCEEDED failures that open a service's circuit (negative disables)"`
+	BreakerOpen       time.Duration `env:"PUCHI_BREAKER_OPEN" default:"5s" help:"how long an open circuit fails fast before a probe (half-open)"`
+	ReconnectMaxDelay time.Duration `env:"PUCHI_RECONNECT_MAX_DELAY" default:"2s" help:"longest wait between reconnection attempts to a lost instance"`
+	Replicas          int           `env:"PUCHI_REPLICAS" default:"1" help:"instances of each hosted service in this process ('puchi run --replicas N'); extra ones listen on port+100*(n-1)"`
+	Instance          int           `env:"PUCHI_INSTANCE" default:"1" help:"instance number of 'puchi serve' ('--instance N'): ports shift by 100*(N-1)"`
+
+	MediaMaxBytes int64 `env:"PUCHI_MEDIA_MAX_BYTES" default:"10485760" help:"largest accepted media upload (10 MiB)"`
+
+	// runtime is set by Build once the broker is known (see Specs).
+	runtime *runtimeDeps
+
 	LogLevel     slog.Level `env:"PUCHI_LOG_LEVEL" default:"info" help:"debug, info, warn or error"`
 	LogFormat    string     `env:"PUCHI_LOG_FORMAT" default:"json" help:"json or text"`
 	OTLPEndpoint string     `env:"OTEL_EXPORTER_OTLP_ENDPOINT" help:"OTLP/gRPC endpoint for traces; empty: traces stay in process"`
@@ -65,6 +88,7 @@ func (c *Config) Validate() error {
 	if _, err := c.topicRetention(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateMesh())
 	return errors.Join(errs...)
 }
 

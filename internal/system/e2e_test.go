@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +21,7 @@ import (
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -30,6 +32,7 @@ import (
 	"github.com/puchi-dev/puchi/gen/descriptor"
 	"github.com/puchi-dev/puchi/internal/system"
 	"github.com/puchi-dev/puchi/platform/config"
+	"github.com/puchi-dev/puchi/platform/grpcx"
 	"github.com/puchi-dev/puchi/platform/kafka"
 	"github.com/puchi-dev/puchi/platform/service"
 )
@@ -38,17 +41,22 @@ import (
 type mesh struct {
 	sys  *system.System
 	base string // gateway base URL
+	tls  string // the dev CA and certificates (PUCHI_DATA_DIR/tls)
 	stop func()
 }
 
 // boot builds and runs the whole system (embedded broker, every service, the
 // gateway) on free ports over dataDir, and stops it when the test ends.
-func boot(t *testing.T, dataDir, databaseURL string) *mesh {
+func boot(t *testing.T, dataDir, databaseURL string, extraEnv ...map[string]string) *mesh {
 	t.Helper()
 	cfg := &system.Config{}
 	env := map[string]string{
 		"PUCHI_DATA_DIR": dataDir, "PUCHI_BROKER_ADDR": "127.0.0.1:0", "PUCHI_GATEWAY_ADDR": "127.0.0.1:0",
 		"PUCHI_DATABASE_URL": databaseURL, "PUCHI_GATEWAY_RATE_LIMIT": "0", "PUCHI_GATEWAY_AUTH_RATE_LIMIT": "0",
+		"PUCHI_ADMIN_EMAILS": "admin@example.com",
+	}
+	for _, extra := range extraEnv {
+		maps.Copy(env, extra)
 	}
 	if err := config.Load(cfg, config.MapLookup(env)); err != nil {
 		t.Fatal(err)
@@ -68,7 +76,7 @@ func boot(t *testing.T, dataDir, databaseURL string) *mesh {
 	}
 	done := make(chan error, 1)
 	go func() { done <- sys.Run(ctx) }()
-	m := &mesh{sys: sys, base: "http://" + sys.Gateway.Addr()}
+	m := &mesh{sys: sys, base: "http://" + sys.Gateway.Addr(), tls: filepath.Join(dataDir, "tls")}
 	var once bool
 	m.stop = func() {
 		if once {
@@ -287,7 +295,7 @@ func learnerAccountFlow(t *testing.T, dbURL string) {
 	m.expect(t, 404, "GET", "/v1/users/me", other.Tokens.AccessToken, nil, &e)
 
 	// gRPC reflection lists the service on the user port.
-	checkReflection(t, m.sys.Instances[0].GRPCAddr())
+	checkReflection(t, m.sys.Instances[0].GRPCAddr(), m.tls)
 
 	// Topics: 9 with 3 partitions and 30 days of retention.
 	info, err := kafka.DescribeTopics(context.Background(), m.sys.Kafka, kafka.Topics...)
@@ -405,9 +413,17 @@ func decodeDescriptorSet(t *testing.T) interface {
 	return files
 }
 
-func checkReflection(t *testing.T, addr string) {
+// checkReflection lists services over mutual TLS with the generated client
+// certificate, as grpcurl -cacert ca.pem -cert client.pem -key client.pem does.
+func checkReflection(t *testing.T, addr, tlsDir string) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	id, err := grpcx.LoadIdentity(filepath.Join(tlsDir, "ca.pem"), filepath.Join(tlsDir, "client.pem"), filepath.Join(tlsDir, "client.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := id.ClientTLS()
+	tc.ServerName = "localhost"
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	if err != nil {
 		t.Fatal(err)
 	}

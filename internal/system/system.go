@@ -6,7 +6,6 @@ package system
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,11 +26,13 @@ import (
 	"github.com/puchi-dev/puchi/platform/app"
 	"github.com/puchi-dev/puchi/platform/auth"
 	"github.com/puchi-dev/puchi/platform/broker"
-	"github.com/puchi-dev/puchi/platform/grpcx"
 	"github.com/puchi-dev/puchi/platform/kafka"
 	"github.com/puchi-dev/puchi/platform/service"
 	"github.com/puchi-dev/puchi/platform/telemetry"
+	"github.com/puchi-dev/puchi/services/analytics"
 	"github.com/puchi-dev/puchi/services/lesson"
+	"github.com/puchi-dev/puchi/services/media"
+	"github.com/puchi-dev/puchi/services/notification"
 	"github.com/puchi-dev/puchi/services/progress"
 	"github.com/puchi-dev/puchi/services/quiz"
 	"github.com/puchi-dev/puchi/services/user"
@@ -40,13 +41,28 @@ import (
 
 // Specs lists every service that exists, in start order.
 func Specs(cfg *Config) []service.Spec {
+	rt := cfg.runtime
+	if rt == nil {
+		rt = &runtimeDeps{} // names and ports only (help, ServiceNames)
+	}
 	return []service.Spec{
 		user.Spec(user.Config{AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, AdminEmails: cfg.AdminEmails}),
 		lesson.Spec(lesson.Config{}),
 		quiz.Spec(quiz.Config{}),
 		vocabulary.Spec(vocabulary.Config{}),
 		progress.Spec(progress.Config{}), // dials user: listed after it
+		media.Spec(media.Config{MaxUploadBytes: cfg.MediaMaxBytes, Dir: filepath.Join(cfg.DataDir, "media")}),
+		notification.Spec(notification.Config{Reminders: rt.reminders}),
+		analytics.Spec(analytics.Config{Kafka: rt.kafka}),
 	}
+}
+
+// runtimeDeps are what some specs need beyond configuration, known only once
+// Build has started the broker: the Kafka client settings (analytics rebuilds)
+// and the notification reminder component (one per process).
+type runtimeDeps struct {
+	kafka     kafka.Config
+	reminders *notification.Reminders
 }
 
 // ServiceNames are the names of [Specs].
@@ -87,6 +103,9 @@ type System struct {
 	Issuer    *auth.Issuer // mints the platform's own admin tokens (content seeding)
 
 	demoLoaded atomic.Bool
+	mesh       *mesh          // TLS identity and clients to services (mesh.go)
+	shared     service.Shared // what [System.StartReplica] starts instances with
+	replicas   int
 }
 
 // DemoLoaded reports whether this process loaded the demo course (tests wait on it).
@@ -135,6 +154,8 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 		s.Brokers = cfg.BrokerAddr
 	}
 	s.Kafka = cfg.Kafka(s.Brokers)
+	reminders := notification.NewReminders()
+	cfg.runtime = &runtimeDeps{kafka: s.Kafka, reminders: reminders}
 	if err := s.Kafka.Validate(); err != nil {
 		return nil, err
 	}
@@ -162,6 +183,10 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 	if err != nil {
 		return nil, err
 	}
+	if s.mesh, err = newMesh(cfg, selfName(opt)); err != nil {
+		return nil, err
+	}
+	s.replicas = cfg.Replicas
 
 	var producer *kafka.Producer
 	if len(opt.Services) > 0 {
@@ -181,32 +206,20 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 		if c, ok := conns[name]; ok {
 			return c, nil
 		}
-		target := ""
-		for _, sp := range Specs(cfg) {
-			if sp.Name == name {
-				target = envOr(lookup, envName(name, "ADDR"), fmt.Sprintf("127.0.0.1:%d", sp.GRPCPort))
-			}
-		}
-		for _, inst := range s.Instances {
-			if inst.Spec.Name == name {
-				target = inst.GRPCAddr()
-			}
-		}
-		if target == "" {
-			return nil, fmt.Errorf("dial: unknown service %q", name)
-		}
-		c, err := grpcx.Dial(target, grpcx.ClientConfig{})
+		target, err := s.dialTarget(cfg, lookup, name)
 		if err != nil {
 			return nil, err
 		}
-		conns[name] = c
-		return c, nil
+		c, err := s.mesh.dial(name, target)
+		if err != nil {
+			return nil, err
+		}
+		conns[name] = c.ClientConn
+		return c.ClientConn, nil
 	}
 	defer func() {
 		if err != nil {
-			for _, c := range conns {
-				_ = c.Close()
-			}
+			_ = s.mesh.close()
 		}
 	}()
 	specs := map[string]service.Spec{}
@@ -226,15 +239,29 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 				Admin: envOr(lookup, envName(name, "ADMIN_ADDR"), fmt.Sprintf("%s:%d", opt.BindHost, sp.AdminPort)),
 			}
 		}
-		inst, err := service.Start(ctx, sp, addrs, service.Shared{
+		addrs = shiftAddrs(addrs, cfg.Instance)
+		s.shared = service.Shared{
 			Kafka: s.Kafka, Producer: producer, DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL,
 			Verifier: verifier, Issuer: issuer, Log: log, Metrics: metrics, Dial: dial,
-		})
+		}
+		sh := s.shared
+		if sh.ServerTLS, err = s.mesh.serverTLS(name); err != nil {
+			return nil, err
+		}
+		inst, err := service.Start(ctx, sp, addrs, sh)
 		if err != nil {
 			return nil, err
 		}
 		closers = append(closers, inst.Close)
 		s.Instances = append(s.Instances, inst)
+		replicas, err := s.startReplicas(ctx, inst, addrs, sh)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range replicas {
+			closers = append(closers, r.Close)
+			s.Instances = append(s.Instances, r)
+		}
 	}
 
 	if opt.Gateway {
@@ -247,9 +274,11 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 		s.Gateway, err = gateway.New(ctx, gateway.Config{
 			Addr: cfg.GatewayAddr, Upstreams: upstreams, OpenAPI: openapi.JSON,
 			Verify:    func(tok string) error { _, err := verifier.Verify(tok); return err },
-			RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, MaxBodyBytes: cfg.MaxBodyBytes,
+			RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, MaxBodyBytes: cfg.MaxBodyBytes, MaxUploadBytes: cfg.MediaMaxBytes,
 			AuthRateLimit: cfg.AuthRateLimit, AuthRateBurst: cfg.AuthRateBurst,
-			Log: log.With("component", "gateway"),
+			Log:     log.With("component", "gateway"),
+			Timeout: cfg.GatewayTimeout, TLSCert: cfg.GatewayTLSCert, TLSKey: cfg.GatewayTLSKey,
+			Probe: s.mesh.probe,
 		})
 		if err != nil {
 			return nil, err
@@ -276,13 +305,15 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 		s.App.Add(s.Gateway)
 		s.App.StopComponents(15*time.Second, s.Gateway)
 	}
+	if s.hosts("notification") {
+		// The reminder loop writes notifications: it stops before the services
+		// drain their outboxes and close their databases.
+		s.App.Add(reminders)
+		s.App.StopComponents(5*time.Second, reminders)
+	}
 	service.Mount(s.App, producer, s.Instances...)
 	s.App.OnStop("close connections", time.Second, func(context.Context) error {
-		var errs []error
-		for _, c := range conns {
-			errs = append(errs, c.Close())
-		}
-		return errors.Join(errs...)
+		return s.mesh.close()
 	})
 	if s.Broker != nil {
 		s.App.OnStop("stop broker", 10*time.Second, func(context.Context) error { s.Broker.Close(); return nil })
