@@ -17,9 +17,12 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # ---- run -------------------------------------------------------------------
-.PHONY: run build broker
+.PHONY: run run-distributed build broker
 run: ## start the whole system embedded (in-process Kafka + SQLite under ./data)
 	$(PUCHI) run
+
+run-distributed: ## broker, each service and the gateway as separate processes on PostgreSQL (logs: ./data/dist/logs)
+	./scripts/run-distributed.sh
 
 build: ## build bin/puchi
 	$(GO) build -o $(BIN) ./cmd/puchi
@@ -104,6 +107,13 @@ kafka-down: ## docker compose: stop Kafka and Kafka UI
 
 logs: ## docker compose: follow the logs
 	$(COMPOSE) logs -f --tail=100
+
+# ---- benchmarks (numbers, never gates) -----------------------------------------
+.PHONY: bench
+bench: ## run the benchmark suite (~10 min; prints a markdown table, see docs/performance.md)
+	$(GO) build -o $(BIN) ./cmd/puchi
+	$(GO) build -o bin/puchi-bench ./bench/cmd/bench
+	bin/puchi-bench -puchi $(BIN) $(BENCH_FLAGS)
 
 .PHONY: clean
 clean: ## remove bin/ and ./data (users, events, keys!)
