@@ -141,6 +141,10 @@ cmd_gen() {
   # Only the proto/ module is built; its imports come along.
   log "descriptor set -> $DESCRIPTOR"
   buf build proto --as-file-descriptor-set --exclude-source-info -o "$DESCRIPTOR"
+  # The gateway's hand-written routes (multipart upload, byte streaming) have no
+  # google.api.http rule; their OpenAPI text lives beside them and is merged here.
+  log "openapi + gateway/custom-routes.openapi.json"
+  GOWORK= "$GO" run ./tools/openapimerge gen/openapi/puchi.swagger.json gateway/custom-routes.openapi.json
   log "embed -> gen/openapi/openapi.go, gen/descriptor/descriptor.go"
   write_embeds
   log "kafka ui protos -> $KAFKA_UI_PROTOS/"
