@@ -21,11 +21,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/puchi-dev/puchi/bench"
 	userv1 "github.com/puchi-dev/puchi/gen/go/puchi/user/v1"
+	"github.com/puchi-dev/puchi/platform/grpcx"
 	"github.com/puchi-dev/puchi/platform/kafka"
 )
 
@@ -39,6 +40,7 @@ type mesh struct {
 	base      string // gateway base URL
 	userGRPC  string
 	brokers   string
+	dataDir   string // the process's PUCHI_DATA_DIR (its dev CA is in tls/)
 	started   time.Time
 	healthyIn time.Duration
 	exited    chan struct{}
@@ -84,6 +86,7 @@ func startMesh(ctx context.Context, puchi, dataDir string) (*mesh, error) {
 	}
 	m.base = "http://" + ports["PUCHI_GATEWAY_ADDR"]
 	m.userGRPC = ports["PUCHI_USER_GRPC_ADDR"]
+	m.dataDir = dataDir
 	m.brokers = ports["PUCHI_BROKER_ADDR"]
 	m.cmd = exec.Command(puchi, "run")
 	m.cmd.Env = env
@@ -276,7 +279,19 @@ func gatewayCase(ctx context.Context, o opts, m *mesh, r *report) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(m.userGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Direct gRPC the way another service calls: mutual TLS with the process's
+	// dev CA (the gateway uses the same to reach the user service).
+	ca, err := grpcx.LoadOrCreateDevCA(filepath.Join(m.dataDir, "tls"))
+	if err != nil {
+		return err
+	}
+	id, _, err := ca.Identity("client")
+	if err != nil {
+		return err
+	}
+	tc := id.ClientTLS()
+	tc.ServerName = "user"
+	conn, err := grpc.NewClient(m.userGRPC, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	if err != nil {
 		return err
 	}
