@@ -34,9 +34,16 @@ type UnreachableError struct {
 	Brokers string
 	Timeout time.Duration
 	Err     error
+	// SASLUser is the SASL user the client authenticated as ("" without SASL): a
+	// broker that rejects the credentials looks unreachable to librdkafka.
+	SASLUser string
 }
 
 func (e *UnreachableError) Error() string {
+	if e.SASLUser != "" {
+		return fmt.Sprintf("cannot reach Kafka at %s within %s as SASL user %q: check KAFKA_BROKERS and the credentials "+
+			"(KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD): %v", e.Brokers, e.Timeout, e.SASLUser, e.Err)
+	}
 	return fmt.Sprintf("cannot reach Kafka at %s within %s (set KAFKA_BROKERS to your cluster; "+
 		"unset, puchi uses PUCHI_BROKER_ADDR). Is it running? Start one with 'make run' or 'puchi broker': %v",
 		e.Brokers, e.Timeout, e.Err)
@@ -45,7 +52,9 @@ func (e *UnreachableError) Error() string {
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // clientConfig is the librdkafka configuration every ops client starts from:
-// the bootstrap servers and client id of cfg, librdkafka's own logging off.
+// the bootstrap servers and the SASL/TLS settings of cfg (the same ones the
+// services use, see [kafka.Config.SecurityConfig]), client id puchi-ops,
+// librdkafka's own logging off.
 func clientConfig(cfg kafka.Config, extra ck.ConfigMap) *ck.ConfigMap {
 	m := ck.ConfigMap{
 		"bootstrap.servers":                  cfg.Brokers,
@@ -53,6 +62,9 @@ func clientConfig(cfg kafka.Config, extra ck.ConfigMap) *ck.ConfigMap {
 		"log_level":                          0,
 		"enable.metrics.push":                false,
 		"socket.connection.setup.timeout.ms": 5000,
+	}
+	for k, v := range cfg.SecurityConfig() {
+		m[k] = v
 	}
 	for k, v := range extra {
 		m[k] = v
@@ -67,6 +79,9 @@ func Connect(ctx context.Context, cfg kafka.Config, connectTimeout time.Duration
 	if strings.TrimSpace(cfg.Brokers) == "" {
 		return nil, errors.New("no Kafka brokers configured: set KAFKA_BROKERS (or PUCHI_BROKER_ADDR for the embedded broker)")
 	}
+	if err := cfg.ValidateSecurity(); err != nil {
+		return nil, err
+	}
 	if connectTimeout <= 0 {
 		connectTimeout = DefaultConnectTimeout
 	}
@@ -76,7 +91,14 @@ func Connect(ctx context.Context, cfg kafka.Config, connectTimeout time.Duration
 	}
 	if err := probe(ctx, admin, connectTimeout); err != nil {
 		admin.Close()
-		return nil, &UnreachableError{Brokers: cfg.Brokers, Timeout: connectTimeout, Err: err}
+		if kerr := (ck.Error{}); errors.As(err, &kerr) && kerr.Code() == ck.ErrAuthentication {
+			return nil, fmt.Errorf("kafka at %s refused the credentials (check KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD): %w", cfg.Brokers, err)
+		}
+		ue := &UnreachableError{Brokers: cfg.Brokers, Timeout: connectTimeout, Err: err}
+		if cfg.SASLMechanism != "" {
+			ue.SASLUser = cfg.SASLUsername
+		}
+		return nil, ue
 	}
 	return &Client{cfg: cfg.WithDefaults(), admin: admin, timeout: DefaultTimeout}, nil
 }

@@ -21,7 +21,17 @@ type Config struct {
 	Replication int           `env:"KAFKA_REPLICATION_FACTOR" default:"1" help:"replication factor of provisioned topics"`
 	Retention   time.Duration `env:"KAFKA_RETENTION" default:"720h" help:"retention.ms set on every topic (30 days)"`
 	TopicRet    string        `env:"KAFKA_TOPIC_RETENTION" help:"per-topic retention overrides: topic=duration,..."`
-	DatabaseURL string        `env:"PUCHI_DATABASE_URL" help:"PostgreSQL URL (one schema per service); empty: SQLite files under PUCHI_DATA_DIR"`
+
+	// Kafka client security (platform/kafka/security.go), for every client.
+	KafkaSASLMechanism string       `env:"KAFKA_SASL_MECHANISM" help:"SASL authentication to Kafka: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (PLAIN only with KAFKA_TLS); empty: none"`
+	KafkaSASLUsername  string       `env:"KAFKA_SASL_USERNAME" help:"SASL user (required with KAFKA_SASL_MECHANISM)"`
+	KafkaSASLPassword  kafka.Secret `env:"KAFKA_SASL_PASSWORD" help:"SASL password (required with KAFKA_SASL_MECHANISM; never logged)"`
+	KafkaTLS           bool         `env:"KAFKA_TLS" default:"false" help:"TLS to the Kafka brokers (security.protocol SSL, or SASL_SSL with SASL)"`
+	KafkaTLSCA         string       `env:"KAFKA_TLS_CA" help:"CA bundle (PEM) of the Kafka broker certificates; empty: system roots (needs KAFKA_TLS)"`
+	KafkaTLSCert       string       `env:"KAFKA_TLS_CERT" help:"client certificate (PEM) for mutual TLS to Kafka, with KAFKA_TLS_KEY (needs KAFKA_TLS)"`
+	KafkaTLSKey        string       `env:"KAFKA_TLS_KEY" help:"private key (PEM) of KAFKA_TLS_CERT"`
+	KafkaTLSInsecure   bool         `env:"KAFKA_TLS_INSECURE_SKIP_VERIFY" default:"false" help:"DANGER: do not verify the Kafka broker certificate (throwaway test clusters only)"`
+	DatabaseURL        string       `env:"PUCHI_DATABASE_URL" help:"PostgreSQL URL (one schema per service); empty: SQLite files under PUCHI_DATA_DIR"`
 
 	GatewayAddr   string  `env:"PUCHI_GATEWAY_ADDR" default:":8000" help:"REST gateway listen address"`
 	RateLimit     float64 `env:"PUCHI_GATEWAY_RATE_LIMIT" default:"50" help:"REST requests per second per client IP (0 disables)"`
@@ -122,5 +132,8 @@ func (c *Config) Kafka(brokers string) kafka.Config {
 	return kafka.Config{
 		Brokers: brokers, ClientID: "puchi", Partitions: c.Partitions, ReplicationFactor: c.Replication,
 		Retention: c.Retention, TopicRetention: tr,
+		SASLMechanism: c.KafkaSASLMechanism, SASLUsername: c.KafkaSASLUsername, SASLPassword: c.KafkaSASLPassword,
+		TLS: c.KafkaTLS, TLSCAFile: c.KafkaTLSCA, TLSCertFile: c.KafkaTLSCert, TLSKeyFile: c.KafkaTLSKey,
+		TLSInsecureSkipVerify: c.KafkaTLSInsecure,
 	}.WithDefaults()
 }

@@ -7,6 +7,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -45,6 +46,13 @@ type Config struct {
 	// on topics with an explicit retention.ms (kafka.EnsureTopics always sets one).
 	// Default [DefaultRetention].
 	Retention time.Duration
+	// SASLUser, when set, makes the broker require SASL authentication of every
+	// client and seeds this superuser (for tests of authenticated clients).
+	// SASLMechanism is SCRAM-SHA-256 (the default when empty), SCRAM-SHA-512 or
+	// PLAIN; the password is SASLPassword.
+	SASLUser      string
+	SASLPassword  string
+	SASLMechanism string
 }
 
 // Broker is a running embedded Kafka broker. Its methods are safe for concurrent
@@ -104,6 +112,23 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 		}),
 		kfake.WithLogger(slogAdapter{log}),
 	}
+	if cfg.SASLUser != "" {
+		mech := strings.ToUpper(cfg.SASLMechanism)
+		switch mech {
+		case "":
+			mech = "SCRAM-SHA-256"
+		case "SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN":
+		default:
+			return nil, fmt.Errorf("broker: SASL mechanism %q is not SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN", cfg.SASLMechanism)
+		}
+		if cfg.SASLPassword == "" {
+			return nil, fmt.Errorf("broker: SASL user %q needs a password", cfg.SASLUser)
+		}
+		cfg.SASLMechanism = mech
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser(mech, cfg.SASLUser, cfg.SASLPassword))
+	} else if cfg.SASLMechanism != "" || cfg.SASLPassword != "" {
+		return nil, errors.New("broker: SASL mechanism or password set without a SASL user")
+	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 		if cfg.SyncWrites {
@@ -115,7 +140,8 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 		return nil, fmt.Errorf("broker: start on %s: %w", cfg.Addr, err)
 	}
 	b := &Broker{cluster: c, log: log, addrs: strings.Join(c.ListenAddrs(), ",")}
-	log.Info("embedded kafka broker started", "addr", b.addrs, "data_dir", cfg.DataDir, "retention", cfg.Retention)
+	log.Info("embedded kafka broker started", "addr", b.addrs, "data_dir", cfg.DataDir, "retention", cfg.Retention,
+		"sasl", cfg.SASLMechanism, "sasl_user", cfg.SASLUser)
 	return b, nil
 }
 

@@ -25,6 +25,9 @@ func TestStartRejectsBadConfig(t *testing.T) {
 		{"bad port", broker.Config{Addr: "127.0.0.1:http"}},
 		{"port out of range", broker.Config{Addr: "127.0.0.1:70000"}},
 		{"negative retention", broker.Config{Addr: "127.0.0.1:0", Retention: -time.Hour}},
+		{"sasl user without password", broker.Config{Addr: "127.0.0.1:0", SASLUser: "u"}},
+		{"sasl password without user", broker.Config{Addr: "127.0.0.1:0", SASLPassword: "p"}},
+		{"unknown sasl mechanism", broker.Config{Addr: "127.0.0.1:0", SASLUser: "u", SASLPassword: "p", SASLMechanism: "GSSAPI"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,4 +139,46 @@ func consumeFirst(t *testing.T, addrs, topic string) (key, value string) {
 	}
 	t.Fatal("no record within 30s after restart")
 	return "", ""
+}
+
+// TestSASLRequiresCredentials starts the broker with a SCRAM superuser: a client
+// with the credentials gets metadata, one with a wrong password or none does not.
+func TestSASLRequiresCredentials(t *testing.T) {
+	t.Parallel()
+	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			t.Parallel()
+			b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", SASLUser: "admin", SASLPassword: "s3cret", SASLMechanism: mech}, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			metadata := func(extra ck.ConfigMap) error {
+				m := ck.ConfigMap{"bootstrap.servers": b.Addrs(), "log_level": 0, "enable.metrics.push": false}
+				for k, v := range extra {
+					m[k] = v
+				}
+				a, err := ck.NewAdminClient(&m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer a.Close()
+				_, err = a.GetMetadata(nil, false, 3000)
+				return err
+			}
+			sasl := func(pass string) ck.ConfigMap {
+				return ck.ConfigMap{"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": mech,
+					"sasl.username": "admin", "sasl.password": pass}
+			}
+			if err := metadata(sasl("s3cret")); err != nil {
+				t.Fatalf("right credentials: %v", err)
+			}
+			if err := metadata(sasl("wrong")); err == nil {
+				t.Fatal("wrong password: metadata succeeded")
+			}
+			if err := metadata(nil); err == nil {
+				t.Fatal("no SASL: metadata succeeded")
+			}
+		})
+	}
 }

@@ -43,6 +43,30 @@ type Config struct {
 	// Linger is the producer's linger.ms batching delay (KAFKA_LINGER). Zero means
 	// [DefaultLinger]; a negative value disables lingering.
 	Linger time.Duration
+
+	// SASLMechanism turns on SASL authentication: PLAIN, SCRAM-SHA-256 or
+	// SCRAM-SHA-512 (KAFKA_SASL_MECHANISM). Empty: no authentication. PLAIN is
+	// refused without TLS.
+	SASLMechanism string
+	// SASLUsername is the SASL user (KAFKA_SASL_USERNAME).
+	SASLUsername string
+	// SASLPassword is the SASL password (KAFKA_SASL_PASSWORD); a [Secret], so it
+	// is never printed.
+	SASLPassword Secret
+	// TLS encrypts the connections to the brokers (KAFKA_TLS); the broker
+	// certificate is verified against TLSCAFile or the system roots.
+	TLS bool
+	// TLSCAFile is the CA bundle (PEM) that signs the broker certificates
+	// (KAFKA_TLS_CA). Empty: the system roots.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are the client certificate and its private key
+	// (PEM) for mutual TLS (KAFKA_TLS_CERT, KAFKA_TLS_KEY); both or neither.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSInsecureSkipVerify disables verification of the broker certificate
+	// (KAFKA_TLS_INSECURE_SKIP_VERIFY): anyone on the path can impersonate the
+	// broker. For throwaway test clusters only.
+	TLSInsecureSkipVerify bool
 }
 
 // WithDefaults returns a copy of c with every zero-valued field set to its default.
@@ -92,6 +116,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("KAFKA_TOPIC_RETENTION: %q=%s: needs a topic and a positive duration", t, d))
 		}
 	}
+	if err := c.ValidateSecurity(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -108,11 +135,15 @@ func (c Config) RetentionFor(topic string) time.Duration {
 // commonConfig is the librdkafka configuration shared by every client kind.
 func (c Config) commonConfig() ck.ConfigMap {
 	c = c.WithDefaults()
-	return ck.ConfigMap{
+	m := ck.ConfigMap{
 		"bootstrap.servers":   c.Brokers,
 		"client.id":           c.ClientID,
 		"enable.metrics.push": false,
 	}
+	for k, v := range c.SecurityConfig() {
+		m[k] = v
+	}
+	return m
 }
 
 // producerConfig is the librdkafka configuration of an idempotent producer.
