@@ -12,6 +12,7 @@ import (
 	"time"
 
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -45,6 +46,13 @@ type ConsumerConfig struct {
 	// Backoff is the delay before the first retry; it doubles per retry (with
 	// ±20% jitter) up to MaxBackoff. Defaults [DefaultBackoff], [DefaultMaxBackoff].
 	Backoff, MaxBackoff time.Duration
+	// Metrics, when set, receives the puchi_consumer_* and puchi_dlq_* series
+	// (see metrics.go). Consumers of several groups may share one registry:
+	// their series differ by the group label. nil: no metrics.
+	Metrics prometheus.Registerer
+	// LagInterval is how often puchi_consumer_lag is refreshed when Metrics is
+	// set; default [DefaultLagInterval].
+	LagInterval time.Duration
 }
 
 func (cc ConsumerConfig) withDefaults() ConsumerConfig {
@@ -61,6 +69,9 @@ func (cc ConsumerConfig) withDefaults() ConsumerConfig {
 		cc.MaxBackoff = DefaultMaxBackoff
 	}
 	cc.MaxBackoff = max(cc.MaxBackoff, cc.Backoff)
+	if cc.LagInterval <= 0 {
+		cc.LagInterval = DefaultLagInterval
+	}
 	return cc
 }
 
@@ -84,6 +95,7 @@ type Consumer struct {
 	log     *slog.Logger
 	tracer  trace.Tracer
 	running atomic.Bool
+	metrics *consumerMetrics // nil: no metrics
 
 	processed, retried, deadLettered atomic.Uint64
 }
@@ -107,13 +119,21 @@ func NewConsumer(cfg Config, cc ConsumerConfig, h Handler, log *slog.Logger) (*C
 	if h == nil {
 		return nil, fmt.Errorf("kafka: consumer %s needs a Handler", cc.Group)
 	}
-	return &Consumer{
+	c := &Consumer{
 		cfg:     cfg,
 		cc:      cc.withDefaults(),
 		handler: h,
 		log:     log.With("component", "kafka-consumer", "group", cc.Group),
 		tracer:  otel.Tracer(TracerName),
-	}, nil
+	}
+	if cc.Metrics != nil {
+		m, err := newConsumerMetrics(cc.Metrics)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: consumer %s: metrics: %w", cc.Group, err)
+		}
+		c.metrics = m
+	}
+	return c, nil
 }
 
 // Stats returns a snapshot of the counters. Safe for concurrent use.
@@ -163,7 +183,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	c.log.Info("kafka consumer started", "topics", c.cc.Topics)
 
+	var lagDone chan struct{}
+	lctx, stopLag := context.WithCancel(ctx)
+	if c.metrics != nil {
+		lagDone = make(chan struct{})
+		go func() {
+			defer close(lagDone)
+			c.refreshLag(lctx, kc)
+		}()
+	}
 	runErr := c.loop(ctx, kc, prod)
+	stopLag()
+	if lagDone != nil {
+		<-lagDone // kc must outlive the refresher
+	}
 
 	if _, err := kc.Commit(); err != nil && !isBenignCommitError(err) {
 		c.log.Warn("kafka: final commit failed", "err", err)
@@ -224,8 +257,10 @@ func (c *Consumer) handle(ctx context.Context, kc *ck.Consumer, prod *Producer, 
 	switch {
 	case err == nil:
 		c.processed.Add(1)
+		c.outcome(m.Topic, OutcomeOK)
 	case ctx.Err() != nil:
 		span.SetStatus(codes.Error, "shutdown")
+		c.outcome(m.Topic, OutcomeSkipped)
 		c.log.Info("kafka: shutdown while handling; message will be redelivered", "msg", m.String(), "err", err)
 		return
 	default:
@@ -234,9 +269,14 @@ func (c *Consumer) handle(ctx context.Context, kc *ck.Consumer, prod *Producer, 
 		if derr := c.deadLetter(hctx, prod, km, err); derr != nil {
 			// Only ctx ending stops deadLetter: leave the offset for redelivery.
 			c.log.Info("kafka: shutdown while dead-lettering; message will be redelivered", "msg", m.String())
+			c.outcome(m.Topic, OutcomeSkipped)
 			return
 		}
 		c.deadLettered.Add(1)
+		c.outcome(m.Topic, OutcomeDeadLettered)
+		if c.metrics != nil {
+			c.metrics.dlq.WithLabelValues(c.cc.Group).Inc()
+		}
 	}
 	if _, err := kc.StoreMessage(km); err != nil {
 		// Typically the partition was revoked meanwhile: its new owner redelivers.
@@ -261,6 +301,7 @@ func (c *Consumer) attempt(ctx context.Context, m *Message) error {
 			return err
 		}
 		c.retried.Add(1)
+		c.outcome(m.Topic, OutcomeRetried)
 		d := c.backoff(retry)
 		c.log.Warn("kafka: handler failed; retrying", "msg", m.String(), "err", err, "attempt", retry+1, "backoff", d)
 		if !sleep(ctx, d) {
@@ -279,6 +320,8 @@ func (c *Consumer) call(ctx context.Context, m *Message) (err error) {
 	}()
 	// The handler gets its own copy so it cannot alter what is dead-lettered.
 	cp := *m
+	start := time.Now()
+	defer func() { c.observeHandler(m.Topic, time.Since(start)) }()
 	return c.handler(ctx, &cp)
 }
 

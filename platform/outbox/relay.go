@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/puchi-dev/puchi/platform/db"
 	"github.com/puchi-dev/puchi/platform/kafka"
 )
@@ -50,6 +52,10 @@ type RelayConfig struct {
 	// StopTimeout bounds how long [Relay.Run] lets a round in progress finish after
 	// its ctx ends, so that rows already delivered are marked sent; default 10s.
 	StopTimeout time.Duration
+	// Metrics, when set, receives the puchi_outbox_* series labelled with the
+	// database's service name (see metrics.go); relays of several services may
+	// share one registry. nil: no metrics.
+	Metrics prometheus.Registerer
 }
 
 func (c RelayConfig) withDefaults() RelayConfig {
@@ -112,6 +118,8 @@ type Relay struct {
 	round chan struct{} // a one-slot semaphore serialising publish rounds (Run vs Drain)
 
 	pubErr string // the publisher's last reported Err(), as text; Run's goroutine only
+
+	metrics *relayMetrics // nil: no metrics
 }
 
 // NewRelay returns a relay for d's outbox publishing through pub, and registers its
@@ -127,6 +135,14 @@ func NewRelay(d *db.DB, pub Publisher, cfg RelayConfig, log *slog.Logger) *Relay
 		log:   log.With("component", "outbox-relay", "service", d.Service()),
 		wake:  make(chan struct{}, 1),
 		round: make(chan struct{}, 1),
+	}
+	if cfg.Metrics != nil {
+		m, err := newRelayMetrics(cfg.Metrics)
+		if err != nil {
+			r.log.Warn("outbox relay: metrics not registered", "err", err)
+		} else {
+			r.metrics = m
+		}
 	}
 	d.AfterCommit(r.Wake)
 	return r
@@ -156,7 +172,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer r.log.InfoContext(ctx, "outbox relay stopped")
 	poll := time.NewTicker(r.cfg.PollInterval)
 	defer poll.Stop()
-	var lastCleanup time.Time
+	var lastCleanup, lastMetrics time.Time
 	backoff := time.Duration(0)
 	for {
 		if time.Since(lastCleanup) >= r.cfg.CleanupInterval {
@@ -167,6 +183,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		res, err := r.runRound(ctx)
 		r.checkPublisher(ctx)
+		if r.metrics != nil && ctx.Err() == nil && time.Since(lastMetrics) >= MetricsInterval {
+			lastMetrics = time.Now()
+			r.refreshMetrics(ctx)
+		}
 		if res.sent > 0 {
 			backoff = 0 // the way out works: a failure is the row's, not everyone's
 		}
@@ -448,6 +468,7 @@ func (r *Relay) publishRound(ctx, start context.Context) (roundResult, error) {
 			return res.roundResult, err
 		}
 	}
+	r.countPublished(res.sent)
 	for i, rw := range rows {
 		if res.park[i] {
 			r.log.ErrorContext(ctx, "outbox row parked: it is not published again until outbox.Retry, and no longer holds back its key",

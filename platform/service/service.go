@@ -142,11 +142,12 @@ func Start(ctx context.Context, spec Spec, addrs Addrs, sh Shared) (_ *Instance,
 		return nil, fmt.Errorf("%s: register: %w", spec.Name, err)
 	}
 	if inst.ownDB {
-		inst.Relay = outbox.NewRelay(inst.DB, sh.Producer, outbox.RelayConfig{}, sh.Log)
+		inst.Relay = outbox.NewRelay(inst.DB, sh.Producer, outbox.RelayConfig{Metrics: reg}, sh.Log)
 	}
 	if len(spec.Topics) > 0 {
 		cc := sh.Consumer
 		cc.Group, cc.Topics = spec.Group(), spec.Topics
+		cc.Metrics = reg
 		if inst.Consumer, err = kafka.NewConsumer(sh.Kafka, cc, router.Handle, log); err != nil {
 			return nil, fmt.Errorf("%s: consumer: %w", spec.Name, err)
 		}

@@ -49,7 +49,7 @@ func shared(t *testing.T) (service.Shared, *kafka.Producer) {
 	}
 	return service.Shared{
 		Kafka: kc, Producer: prod, DataDir: t.TempDir(), Verifier: ver, Log: log,
-		Consumer: kafka.ConsumerConfig{Backoff: 10 * time.Millisecond},
+		Consumer: kafka.ConsumerConfig{Backoff: 10 * time.Millisecond, LagInterval: 50 * time.Millisecond},
 	}, prod
 }
 
@@ -123,6 +123,46 @@ func TestHostedServiceLifecycle(t *testing.T) {
 		var n int
 		_ = d.QueryRowContext(ctx, `SELECT COUNT(*) FROM notes`).Scan(&n)
 		return n == 1 && consumed.Load() == 1
+	})
+	// The admin port serves the outbox and consumer series of the service (the
+	// event was written twice: two rows published, two handled, one applied).
+	want := []string{
+		`puchi_outbox_backlog{service="notes"} 0`,
+		`puchi_outbox_published_total{service="notes"} 2`,
+		`puchi_outbox_oldest_age_seconds{service="notes"}`,
+		`puchi_outbox_parked{service="notes"} 0`,
+		`puchi_consumer_messages_total{group="notes-service-group",outcome="ok",topic="notes-events"} 2`,
+		`puchi_consumer_handler_seconds_count{group="notes-service-group",topic="notes-events"} 2`,
+		`puchi_consumer_lag{group="notes-service-group",partition="0",topic="notes-events"} 0`,
+	}
+	var metrics, missing string
+	t.Cleanup(func() {
+		if t.Failed() && missing != "" {
+			var puchi []string
+			for _, l := range strings.Split(metrics, "\n") {
+				if strings.HasPrefix(l, "puchi_") {
+					puchi = append(puchi, l)
+				}
+			}
+			t.Logf("/metrics lacks %s; its puchi_ series:\n%s", missing, strings.Join(puchi, "\n"))
+		}
+	})
+	kafkatest.WaitFor(t, "the puchi_ series on /metrics", func() bool {
+		resp, err := http.Get("http://" + inst.AdminAddr() + "/metrics")
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(body)
+		for _, w := range want {
+			if !strings.Contains(metrics, w) {
+				missing = w
+				return false
+			}
+		}
+		missing = ""
+		return true
 	})
 
 	cancel()
