@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -72,6 +73,9 @@ type Config struct {
 	// Probe, when set, reports a downstream's per-instance health and breaker
 	// state for /health and /ready (false: fall back to a Check on the conn).
 	Probe func(ctx context.Context, service string) (Downstream, bool)
+	// Metrics receives the gateway's HTTP series (observe.go) and is served at
+	// GET /metrics on Addr; nil: a registry of the gateway's own.
+	Metrics *prometheus.Registry
 }
 
 // Validate reports the first unusable setting, naming its environment variable.
@@ -111,6 +115,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		runtime.WithErrorHandler(grpcErrorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
+		runtime.WithMiddlewares(routeMiddleware),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
@@ -131,7 +136,16 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		}
 	}
 	g := &Gateway{cfg: cfg, closing: make(chan struct{})}
+	reg := cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	metrics, err := newHTTPMetrics(reg, cfg.OpenAPI)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
 	root := http.NewServeMux()
+	root.Handle("GET /metrics", metricsHandler(reg))
 	root.HandleFunc("GET /health", g.health(false))
 	root.HandleFunc("GET /ready", g.health(true))
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
@@ -157,6 +171,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	h = rateLimit(newClientLimiter(cfg.RateLimit, cfg.RateBurst), h)
 	h = endStreamsOnShutdown(g.closing, h)
 	h = accessLog(cfg.Log, h)
+	h = metrics.observe(root, h)
+	h = traced(h)
 	g.handler = h
 
 	ln, err := net.Listen("tcp", cfg.Addr)

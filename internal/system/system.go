@@ -278,7 +278,8 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 			AuthRateLimit: cfg.AuthRateLimit, AuthRateBurst: cfg.AuthRateBurst,
 			Log:     log.With("component", "gateway"),
 			Timeout: cfg.GatewayTimeout, TLSCert: cfg.GatewayTLSCert, TLSKey: cfg.GatewayTLSKey,
-			Probe: s.mesh.probe,
+			Probe:   s.mesh.probe,
+			Metrics: metrics, // the gateway's series also reach the admin ports' /metrics
 		})
 		if err != nil {
 			return nil, err
