@@ -127,7 +127,8 @@ func (m *mediaRoutes) tooLarge(w http.ResponseWriter) {
 // routes, except 413 for MEDIA_TOO_LARGE and 415 for UNSUPPORTED_MEDIA_TYPE.
 func writeMediaError(w http.ResponseWriter, r *http.Request, err error) {
 	st := status.Convert(err)
-	code, d := errorFromStatus(st)
+	_, d := errorFromStatus(st)
+	var code int
 	switch {
 	case d.Reason == "MEDIA_TOO_LARGE":
 		code = http.StatusRequestEntityTooLarge

@@ -130,7 +130,7 @@ func checkCompletionTrace(spans tracetest.SpanStubs, groups []string) string {
 func attr(s tracetest.SpanStub, key attribute.Key) string {
 	for _, kv := range s.Attributes {
 		if kv.Key == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""

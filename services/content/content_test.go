@@ -411,8 +411,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
 // fakeLesson is an in-memory LessonService: ImportCourse keeps ids by slug
 // and keys, like the real one.
 type fakeLesson struct {
-	lessonv1.LessonServiceClient // other methods are not used
-	courses                      map[string]string
+	lessonv1.LessonServiceClient                   // other methods are not used
 	ids                          map[string]string // "unit:key" / "lesson:key" -> id
 	calls                        []*lessonv1.ImportCourseRequest
 	n                            int

@@ -25,7 +25,6 @@ import (
 
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
-	"github.com/puchi-dev/puchi/bench"
 	"github.com/puchi-dev/puchi/platform/broker"
 	"github.com/puchi-dev/puchi/platform/kafka"
 )
@@ -223,12 +222,6 @@ func (b *brokerProc) stop() {
 	case <-time.After(20 * time.Second):
 		_ = b.cmd.Process.Kill()
 	}
-}
-
-// cpu returns the broker's CPU time so far.
-func (b *brokerProc) cpu() time.Duration {
-	d, _ := bench.ProcCPU(b.pid)
-	return d
 }
 
 // runBroker is the "broker" subcommand: start the embedded broker, print its
