@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -13,8 +12,6 @@ import (
 	analyticsv1 "github.com/puchi-dev/puchi/gen/go/puchi/analytics/v1"
 	"github.com/puchi-dev/puchi/internal/ops"
 	"github.com/puchi-dev/puchi/internal/system"
-	"github.com/puchi-dev/puchi/platform/auth"
-	"github.com/puchi-dev/puchi/platform/grpcx"
 )
 
 // analyticsCmd runs `puchi analytics rebuild [--since TIME]`: it starts a
@@ -39,24 +36,16 @@ func analyticsCmd(ctx context.Context, cfg *system.Config, args []string, stdout
 		}
 		req.Since = timestamppb.New(t)
 	}
-	key, err := auth.LoadKey(cfg.KeyFile())
-	if err != nil {
-		return fmt.Errorf("the signing key (PUCHI_JWT_KEY_FILE=%s) is needed to act as an administrator: %w", cfg.KeyFile(), err)
-	}
-	issuer, err := auth.NewIssuer(key, auth.TokenConfig{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	issuer, err := adminIssuer(cfg)
 	if err != nil {
 		return err
 	}
-	target := os.Getenv("PUCHI_ANALYTICS_ADDR")
-	if target == "" {
-		target = "127.0.0.1:50058"
-	}
-	conn, err := grpcx.Dial(target, grpcx.ClientConfig{Timeout: time.Minute})
+	conn, err := dialService(cfg, "analytics", time.Minute)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	client := analyticsv1.NewAnalyticsServiceClient(conn)
+	client := analyticsv1.NewAnalyticsServiceClient(conn.ClientConn)
 	actx, err := system.AdminContext(ctx, issuer)
 	if err != nil {
 		return err

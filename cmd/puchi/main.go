@@ -18,7 +18,6 @@ import (
 	_ "time/tzdata" // IANA zones for timezone validation on machines without zoneinfo
 
 	"github.com/puchi-dev/puchi/internal/system"
-	"github.com/puchi-dev/puchi/platform/auth"
 	"github.com/puchi-dev/puchi/platform/broker"
 	"github.com/puchi-dev/puchi/platform/config"
 	"github.com/puchi-dev/puchi/platform/kafka"
@@ -195,26 +194,16 @@ func contentCmd(ctx context.Context, cfg *system.Config, args []string, stdout i
 	if args[0] == "validate" {
 		return nil
 	}
-	key, err := auth.LoadKey(cfg.KeyFile())
-	if err != nil {
-		return fmt.Errorf("the signing key (PUCHI_JWT_KEY_FILE=%s) is needed to act as an administrator: %w", cfg.KeyFile(), err)
-	}
-	issuer, err := auth.NewIssuer(key, auth.TokenConfig{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	issuer, err := adminIssuer(cfg)
 	if err != nil {
 		return err
 	}
-	target := func(svc string, port int) string {
-		if v := os.Getenv("PUCHI_" + strings.ToUpper(svc) + "_ADDR"); v != "" {
-			return v
-		}
-		return fmt.Sprintf("127.0.0.1:%d", port)
-	}
-	lc, err := system.DialService(cfg, "lesson", target("lesson", 50052), time.Minute)
+	lc, err := dialService(cfg, "lesson", time.Minute)
 	if err != nil {
 		return err
 	}
 	defer lc.Close()
-	qc, err := system.DialService(cfg, "quiz", target("quiz", 50056), time.Minute)
+	qc, err := dialService(cfg, "quiz", time.Minute)
 	if err != nil {
 		return err
 	}
