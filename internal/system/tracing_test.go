@@ -18,10 +18,13 @@ import (
 )
 
 // TestTracingOneTracePerRequest completes a lesson through REST and checks that
-// one trace holds the whole flow: the gateway's HTTP server span, the lesson
-// service's CompleteLesson server span below it, and the lesson-events consumer
-// spans of the progress, vocabulary and analytics groups, parented (through the
-// traceparent header the outbox wrote inside the RPC) on spans of that trace.
+// one trace holds the whole flow, link by link: the gateway's HTTP server span
+// (the root), the lesson service's CompleteLesson server span below it, the
+// PRODUCER "create lesson-events" span(s) outbox.Write started as its children,
+// and the lesson-events consumer spans of the progress, vocabulary and analytics
+// groups, each a child (through the traceparent stored with the outbox row) of
+// the create span of the very event it processed. The relay's send span for
+// the round that published the event links to its create span.
 func TestTracingOneTracePerRequest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: boots the mesh")
@@ -102,29 +105,59 @@ func checkCompletionTrace(spans tracetest.SpanStubs, groups []string) string {
 	if gw.Parent.IsValid() {
 		return "the gateway span is not the root of its trace"
 	}
-	root := gw.SpanContext.SpanID()
-	rpc := false
-	for _, s := range spans {
+	root, traceID := gw.SpanContext.SpanID(), gw.SpanContext.TraceID()
+	var rpc *tracetest.SpanStub
+	for i, s := range spans {
 		if s.SpanKind == trace.SpanKindServer && s.Name == "puchi.lesson.v1.LessonService/CompleteLesson" && descends(s, root) {
-			rpc = true
+			rpc = &spans[i]
 		}
 	}
-	if !rpc {
-		return "no CompleteLesson RPC server span below the gateway span " + gw.SpanContext.TraceID().String()
+	if rpc == nil {
+		return "no CompleteLesson RPC server span below the gateway span " + traceID.String()
+	}
+	// The events the RPC wrote: one create span each, children of the RPC span.
+	created := map[trace.SpanID]tracetest.SpanStub{}
+	for _, s := range spans {
+		if s.SpanKind == trace.SpanKindProducer && s.Parent.SpanID() == rpc.SpanContext.SpanID() {
+			if s.Name != "create lesson-events" || attr(s, "messaging.destination.name") != "lesson-events" ||
+				attr(s, "messaging.operation.type") != "create" || attr(s, "messaging.message.id") == "" {
+				return fmt.Sprintf("producer span %q below CompleteLesson is not a create span on lesson-events: %v", s.Name, s.Attributes)
+			}
+			created[s.SpanContext.SpanID()] = s
+		}
+	}
+	if len(created) == 0 {
+		return "no PRODUCER create span on lesson-events below the CompleteLesson span in trace " + traceID.String()
 	}
 	for _, g := range groups {
 		found := false
 		for _, s := range spans {
-			if s.SpanKind == trace.SpanKindConsumer && s.Name == "lesson-events process" &&
-				attr(s, "messaging.consumer.group.name") == g && descends(s, root) {
+			if s.SpanKind != trace.SpanKindConsumer || s.Name != "lesson-events process" || attr(s, "messaging.consumer.group.name") != g {
+				continue
+			}
+			p, ok := created[s.Parent.SpanID()]
+			if ok && s.SpanContext.TraceID() == traceID && attr(s, "messaging.message.id") == attr(p, "messaging.message.id") {
 				found = true
 			}
 		}
 		if !found {
-			return fmt.Sprintf("no lesson-events consumer span of %s in trace %s", g, gw.SpanContext.TraceID())
+			return fmt.Sprintf("no lesson-events consumer span of %s whose parent is the create span of its event in trace %s", g, traceID)
 		}
 	}
-	return ""
+	// The relay's round that sent them links to their creation contexts. The
+	// round may have sent rows of other topics too: its span is then just "send".
+	for _, s := range spans {
+		if s.SpanKind != trace.SpanKindClient || attr(s, "messaging.operation.type") != "send" ||
+			(s.Name != "send lesson-events" && s.Name != "send") {
+			continue
+		}
+		for _, l := range s.Links {
+			if _, ok := created[l.SpanContext.SpanID()]; ok && l.SpanContext.TraceID() == traceID {
+				return ""
+			}
+		}
+	}
+	return "no relay send span linked to a create span of trace " + traceID.String()
 }
 
 func attr(s tracetest.SpanStub, key attribute.Key) string {
@@ -158,6 +191,12 @@ func spanTree(spans tracetest.SpanStubs) string {
 		fmt.Fprintf(&b, "%s%s [%s] span=%s", strings.Repeat("  ", depth), s.Name, s.SpanKind, s.SpanContext.SpanID())
 		if g := attr(s, "messaging.consumer.group.name"); g != "" {
 			fmt.Fprintf(&b, " group=%s", g)
+		}
+		if id := attr(s, "messaging.message.id"); id != "" {
+			fmt.Fprintf(&b, " ce_id=%s", id)
+		}
+		for _, l := range s.Links {
+			fmt.Fprintf(&b, " link=%s", l.SpanContext.SpanID())
 		}
 		if depth == 0 {
 			fmt.Fprintf(&b, " trace=%s parent=%s", s.SpanContext.TraceID(), s.Parent.SpanID())

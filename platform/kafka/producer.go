@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrProducerClosed is returned by [Producer.Publish] after [Producer.Close].
@@ -42,6 +45,7 @@ type batch struct {
 	delivered []bool
 	remaining int
 	done      chan struct{}
+	spans     []trace.Span // send span of message i until its report; nil when the call started none
 }
 
 // slot is the Opaque of one produced record.
@@ -92,18 +96,38 @@ func (pr *Producer) eventLoop() {
 	}
 }
 
+// report records the outcome of message i, once, and ends its send span. done
+// is closed after the span has ended, so Publish returns with every span of
+// the call ended (unless ctx ended first).
 func (b *batch) report(i int, err error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.delivered[i] {
+		b.mu.Unlock()
 		return
 	}
 	b.delivered[i] = true
 	b.errs[i] = err
 	b.remaining--
-	if b.remaining == 0 {
+	last := b.remaining == 0
+	var span trace.Span
+	if b.spans != nil {
+		span, b.spans[i] = b.spans[i], nil
+	}
+	b.mu.Unlock()
+	EndSpan(span, err) // outside the lock: a span processor may export synchronously
+	if last {
 		close(b.done)
 	}
+}
+
+// setSpan hands the send span of message i to the batch; report ends it.
+func (b *batch) setSpan(i int, span trace.Span) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.spans == nil {
+		b.spans = make([]trace.Span, len(b.errs))
+	}
+	b.spans[i] = span
 }
 
 // snapshot returns the per-message results, with cause for the undelivered ones.
@@ -139,6 +163,15 @@ func (b *batch) snapshot(cause error) []error {
 // concern the message itself and cannot succeed on retry (too large, invalid) are
 // marked [Permanent]; errors of the connection, the cluster, a fatal producer
 // state or ctx are not.
+//
+// Tracing: a message that carries no creation context (no trace context in its
+// headers, see [CreationContext]) published with a valid span in ctx gets a
+// PRODUCER span "send <topic>", a child of ctx's span that ends with the
+// message's delivery report; that span's context is injected into the record (a
+// copy: the caller's Message and its Headers are not modified), so the consumer
+// spans of the record are its children. A message that already carries a
+// creation context — an outbox row, a dead letter, a replay — is sent as it is
+// with no span, and without a span in ctx nothing is traced.
 func (pr *Producer) Publish(ctx context.Context, msgs []Message) []error {
 	if len(msgs) == 0 {
 		return nil
@@ -158,6 +191,7 @@ func (pr *Producer) Publish(ctx context.Context, msgs []Message) []error {
 		pr.mu.RUnlock()
 		return fill(len(msgs), *f)
 	}
+	traced := trace.SpanContextFromContext(ctx).IsValid()
 	var failed map[string]bool // topic+key of the messages that could not be enqueued
 	for i := range msgs {
 		m := &msgs[i]
@@ -165,6 +199,9 @@ func (pr *Producer) Publish(ctx context.Context, msgs []Message) []error {
 		if failed[k] {
 			b.report(i, ErrSkipped)
 			continue
+		}
+		if traced && !CreationContext(m).IsValid() {
+			m = b.startSend(ctx, i, m)
 		}
 		if err := pr.produce(ctx, m, &slot{b: b, i: i}); err != nil {
 			if failed == nil {
@@ -182,6 +219,18 @@ func (pr *Producer) Publish(ctx context.Context, msgs []Message) []error {
 	case <-ctx.Done():
 		return b.snapshot(ctx.Err())
 	}
+}
+
+// startSend starts the send span of message i, a child of ctx's span, and
+// returns a copy of m that carries the span's context as its creation context.
+func (b *batch) startSend(ctx context.Context, i int, m *Message) *Message {
+	sctx, span := startProducerSpan(ctx, m, "send", semconv.MessagingOperationTypeSend, trace.SpanKindProducer)
+	b.setSpan(i, span)
+	cp := *m
+	cp.Headers = make(map[string]string, len(m.Headers)+2)
+	maps.Copy(cp.Headers, m.Headers)
+	InjectTrace(sctx, &cp)
+	return &cp
 }
 
 // produce enqueues one message, waiting while the local queue is full.

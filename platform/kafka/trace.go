@@ -2,9 +2,16 @@ package kafka
 
 import (
 	"context"
+	"strconv"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // TracerName is the OpenTelemetry instrumentation scope of this package's spans.
@@ -44,4 +51,83 @@ func InjectTrace(ctx context.Context, m *Message) {
 // headers (unchanged when there is none), using the global propagator.
 func ExtractTrace(ctx context.Context, m *Message) context.Context {
 	return otel.GetTextMapPropagator().Extract(ctx, headerCarrier{m})
+}
+
+// CreationContext returns the span context m's headers carry (its creation
+// context, see [StartCreate]), or an invalid one when they carry none.
+func CreationContext(m *Message) trace.SpanContext {
+	return trace.SpanContextFromContext(ExtractTrace(context.Background(), m))
+}
+
+// StartCreate records the creation of m and makes that record m's creation
+// context, following the OpenTelemetry messaging conventions: when ctx carries a
+// valid span context, it starts a PRODUCER span "create <topic>"
+// (messaging.operation.type "create") as a child of it and injects that span's
+// context into m's headers, so every consumer span of m is its child. The caller
+// ends the returned span once m is handed over (the outbox: once the row is
+// stored) and may record an error on it first.
+//
+// The span comes from the TracerProvider of ctx's span, so it is exported, and
+// sampled, with its parent; a span context without an SDK behind it (a no-op
+// provider) is injected unchanged. When ctx carries no valid span context no
+// span is started: m gets what [InjectTrace] gives it (nothing, or baggage) and the
+// returned span is a no-op, so a background job's event is not made the root of
+// a trace of its own.
+//
+// StartCreate writes to m.Headers (allocating it when nil); not safe for
+// concurrent use on the same message.
+func StartCreate(ctx context.Context, m *Message) trace.Span {
+	ctx, span := startProducerSpan(ctx, m, "create", semconv.MessagingOperationTypeCreate, trace.SpanKindProducer)
+	InjectTrace(ctx, m)
+	return span
+}
+
+// startProducerSpan starts the span of one message as a child of ctx's span,
+// from that span's provider; with no valid span in ctx it returns ctx and a
+// no-op span.
+func startProducerSpan(ctx context.Context, m *Message, op string, opType attribute.KeyValue, kind trace.SpanKind) (context.Context, trace.Span) {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.SpanContext().IsValid() {
+		return ctx, noop.Span{}
+	}
+	return parent.TracerProvider().Tracer(TracerName).Start(ctx, op+" "+m.Topic,
+		trace.WithSpanKind(kind), trace.WithAttributes(messageAttributes(m, op, opType)...))
+}
+
+// messageAttributes describes one produced message with the messaging semantic
+// conventions (and the CloudEvents id and type, as the consumer's span does).
+func messageAttributes(m *Message, op string, opType attribute.KeyValue) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 8)
+	attrs = append(attrs,
+		semconv.MessagingSystemKafka,
+		opType,
+		semconv.MessagingOperationName(op),
+		semconv.MessagingDestinationName(m.Topic))
+	if m.Partition >= 0 {
+		attrs = append(attrs, semconv.MessagingDestinationPartitionID(strconv.Itoa(int(m.Partition))))
+	}
+	if len(m.Key) > 0 && utf8.Valid(m.Key) {
+		attrs = append(attrs, semconv.MessagingKafkaMessageKey(string(m.Key)))
+	}
+	if id := m.ID(); id != "" {
+		attrs = append(attrs, semconv.MessagingMessageID(id))
+	}
+	if t := m.Type(); t != "" {
+		attrs = append(attrs, semconv.CloudEventsEventType(t))
+	}
+	return attrs
+}
+
+// EndSpan ends a messaging span with the outcome of its operation: err, when
+// not nil, is recorded, sets error.type and the span's status. span may be nil.
+func EndSpan(span trace.Span, err error) {
+	if span == nil {
+		return
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetAttributes(semconv.ErrorType(err))
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }

@@ -18,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/puchi-dev/puchi/platform/db"
 	"github.com/puchi-dev/puchi/platform/db/dbtest"
@@ -74,7 +76,8 @@ func useTraceContext() { otel.SetTextMapPropagator(propagation.TraceContext{}) }
 
 // 1. A committed event reaches the topic through a running relay — woken by the
 // commit, not by polling — with every CloudEvents header intact and the
-// traceparent of the span that wrote it; the business row commits with it.
+// traceparent of its create span, a child of the span that wrote it; the
+// business row commits with it.
 func TestBrokerRelayPublishesAfterCommit(t *testing.T) {
 	t.Parallel()
 	useTraceContext()
@@ -86,7 +89,8 @@ func TestBrokerRelayPublishesAfterCommit(t *testing.T) {
 		r := outbox.NewRelay(d, prod, outbox.RelayConfig{PollInterval: time.Hour}, kafkatest.Logger(t))
 		startRelay(t, r)
 
-		tp := sdktrace.NewTracerProvider() // local: no global tracer provider is touched
+		exp := tracetest.NewInMemoryExporter()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)) // local: no global tracer provider is touched
 		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 		ctx, span := tp.Tracer("outbox-broker-test").Start(context.Background(), "CompleteLesson")
 		sc := span.SpanContext()
@@ -137,7 +141,16 @@ func TestBrokerRelayPublishesAfterCommit(t *testing.T) {
 		if got.Headers[kafka.HeaderType] != "google.protobuf.StringValue" {
 			t.Errorf("ce_type = %q", got.Headers[kafka.HeaderType])
 		}
-		wantTP := fmt.Sprintf("00-%s-%s-01", sc.TraceID(), sc.SpanID())
+		var create trace.SpanContext
+		for _, s := range exp.GetSpans() {
+			if s.Name == "create "+topic && s.Parent.SpanID() == sc.SpanID() {
+				create = s.SpanContext
+			}
+		}
+		if !create.IsValid() || create.TraceID() != sc.TraceID() {
+			t.Fatalf("no create span below the writer's span: %v", exp.GetSpans())
+		}
+		wantTP := fmt.Sprintf("00-%s-%s-01", create.TraceID(), create.SpanID())
 		if got.Headers[kafka.HeaderTraceparent] != wantTP {
 			t.Errorf("traceparent = %q, want %q", got.Headers[kafka.HeaderTraceparent], wantTP)
 		}

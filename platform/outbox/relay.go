@@ -11,6 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/puchi-dev/puchi/platform/db"
 	"github.com/puchi-dev/puchi/platform/kafka"
@@ -56,6 +61,9 @@ type RelayConfig struct {
 	// database's service name (see metrics.go); relays of several services may
 	// share one registry. nil: no metrics.
 	Metrics prometheus.Registerer
+	// TracerProvider receives the span of each publish round (see [Relay]).
+	// nil: the global provider (otel.GetTracerProvider).
+	TracerProvider trace.TracerProvider
 }
 
 func (c RelayConfig) withDefaults() RelayConfig {
@@ -108,12 +116,22 @@ func (c RelayConfig) withDefaults() RelayConfig {
 // skip the round) and a lock held by a dead process is released with its
 // connection. On SQLite the database belongs to one process, which must run at most
 // one Relay for it.
+//
+// Tracing: each round that publishes rows records one CLIENT span, "send <topic>"
+// ("send" when the batch spans several topics), with messaging.batch.message_count
+// and a link to the creation context stored with each row (see [Write]); links
+// past the SDK's limit (OTEL_SPAN_LINK_COUNT_LIMIT, default 128) are dropped and
+// counted. Its context is not injected into the records and is not handed to the
+// [Publisher]: a row is sent with exactly the headers it was stored with, so its
+// consumers stay in the trace that wrote it, and rows stored with no trace context
+// stay without one.
 type Relay struct {
-	db   *db.DB
-	pub  Publisher
-	cfg  RelayConfig
-	log  *slog.Logger
-	wake chan struct{}
+	db     *db.DB
+	pub    Publisher
+	cfg    RelayConfig
+	log    *slog.Logger
+	tracer trace.Tracer
+	wake   chan struct{}
 
 	round chan struct{} // a one-slot semaphore serialising publish rounds (Run vs Drain)
 
@@ -128,13 +146,18 @@ func NewRelay(d *db.DB, pub Publisher, cfg RelayConfig, log *slog.Logger) *Relay
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
 	r := &Relay{
-		db:    d,
-		pub:   pub,
-		cfg:   cfg.withDefaults(),
-		log:   log.With("component", "outbox-relay", "service", d.Service()),
-		wake:  make(chan struct{}, 1),
-		round: make(chan struct{}, 1),
+		db:     d,
+		pub:    pub,
+		cfg:    cfg.withDefaults(),
+		log:    log.With("component", "outbox-relay", "service", d.Service()),
+		tracer: tp.Tracer(TracerName),
+		wake:   make(chan struct{}, 1),
+		round:  make(chan struct{}, 1),
 	}
 	if cfg.Metrics != nil {
 		m, err := newRelayMetrics(cfg.Metrics)
@@ -497,7 +520,11 @@ func (r *Relay) publish(ctx context.Context, rows []row) published {
 	for i, rw := range rows {
 		msgs[i] = rw.msg
 	}
-	res.errs = r.pub.Publish(ctx, msgs)
+	span := r.startSend(ctx, msgs)
+	defer func() { endSend(span, res.roundResult) }()
+	// No span reaches the publisher: it must not give a row without a creation
+	// context one of its own (kafka.Producer would).
+	res.errs = r.pub.Publish(trace.ContextWithSpanContext(ctx, trace.SpanContext{}), msgs)
 	if len(res.errs) != len(msgs) {
 		err := fmt.Errorf("publisher returned %d results for %d messages", len(res.errs), len(msgs))
 		res.errs = make([]error, len(msgs))
@@ -541,6 +568,56 @@ func (r *Relay) publish(ctx context.Context, rows []row) published {
 		r.log.DebugContext(ctx, "outbox message not delivered", "outbox_id", rw.id, "msg", rw.msg.String(), "err", err)
 	}
 	return res
+}
+
+// TracerName is the OpenTelemetry instrumentation scope of the relay's spans.
+const TracerName = "puchi/outbox"
+
+// startSend starts the span of one publish round, linked to the creation
+// context of each message that has one.
+func (r *Relay) startSend(ctx context.Context, msgs []kafka.Message) trace.Span {
+	topic := msgs[0].Topic
+	for i := range msgs {
+		if msgs[i].Topic != topic {
+			topic = ""
+			break
+		}
+	}
+	name := "send"
+	attrs := []attribute.KeyValue{
+		semconv.MessagingSystemKafka,
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingOperationName("send"),
+		semconv.MessagingBatchMessageCount(len(msgs)),
+	}
+	if topic != "" {
+		name += " " + topic
+		attrs = append(attrs, semconv.MessagingDestinationName(topic))
+	}
+	// CLIENT, not PRODUCER: the messages' creation contexts are their create
+	// spans, not this one (messaging conventions, "Span kind").
+	_, span := r.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	if !span.IsRecording() {
+		return span // no per-message work when nothing is recorded
+	}
+	for i := range msgs {
+		if sc := kafka.CreationContext(&msgs[i]); sc.IsValid() {
+			span.AddLink(trace.Link{SpanContext: sc})
+		}
+	}
+	return span
+}
+
+// endSend ends a round's span; undelivered messages make it an error.
+func endSend(span trace.Span, res roundResult) {
+	if n := res.failed + res.skipped; n > 0 {
+		if res.firstErr != nil {
+			span.RecordError(res.firstErr)
+			span.SetAttributes(semconv.ErrorType(res.firstErr))
+		}
+		span.SetStatus(codes.Error, fmt.Sprintf("%d of %d messages not delivered", n, res.fetched))
+	}
+	span.End()
 }
 
 // fetch reads up to limit pending rows, oldest first.

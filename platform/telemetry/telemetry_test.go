@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/puchi-dev/puchi/platform/telemetry"
@@ -130,5 +131,35 @@ func TestMetricsHandler(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// TestSetupServiceName: OTEL_SERVICE_NAME, when set, names the service instead
+// of Config.ServiceName (one image, one name per container).
+func TestSetupServiceName(t *testing.T) {
+	for _, tt := range []struct{ env, want string }{{"", "puchi"}, {"lesson", "lesson"}} {
+		t.Run("env="+tt.env, func(t *testing.T) {
+			t.Setenv("OTEL_SERVICE_NAME", tt.env)
+			shutdown, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "puchi"})
+			if err != nil {
+				t.Fatalf("Setup() = %v", err)
+			}
+			defer func() { _ = shutdown(context.Background()) }()
+			_, span := otel.Tracer("test").Start(context.Background(), "op")
+			defer span.End()
+			ro, ok := span.(sdktrace.ReadOnlySpan)
+			if !ok {
+				t.Fatalf("span %T is not an SDK span", span)
+			}
+			var got string
+			for _, kv := range ro.Resource().Attributes() {
+				if kv.Key == "service.name" {
+					got = kv.Value.AsString()
+				}
+			}
+			if got != tt.want {
+				t.Errorf("service.name = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

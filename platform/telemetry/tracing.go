@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"go.opentelemetry.io/otel"
@@ -20,7 +21,9 @@ import (
 
 // Config configures tracing.
 type Config struct {
-	// ServiceName becomes the service.name resource attribute.
+	// ServiceName becomes the service.name resource attribute, unless the
+	// standard OTEL_SERVICE_NAME variable is set: it wins, so each container of
+	// a deployment can name itself (e.g. OTEL_SERVICE_NAME=lesson).
 	ServiceName string
 	// OTLPEndpoint is the OTLP/gRPC collector, e.g. "otel-collector:4317"
 	// (plaintext) or "https://collector:4317". Empty means spans are created
@@ -45,8 +48,12 @@ func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) erro
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	name := cfg.ServiceName
+	if env := strings.TrimSpace(os.Getenv("OTEL_SERVICE_NAME")); env != "" {
+		name = env
+	}
 	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(
-		semconv.SchemaURL, semconv.ServiceName(cfg.ServiceName)))
+		semconv.SchemaURL, semconv.ServiceName(name)))
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
 	}
