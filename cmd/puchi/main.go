@@ -159,7 +159,11 @@ func databaseKind(cfg *system.Config) string {
 
 func runBroker(ctx context.Context, cfg *system.Config, stdout io.Writer) error {
 	log := system.NewLogger(cfg, os.Stderr)
-	b, err := broker.Start(broker.Config{Addr: cfg.BrokerAddr, DataDir: cfg.DataDir + "/kafka", Retention: cfg.Retention}, log)
+	bc, err := cfg.EmbeddedBroker()
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	b, err := broker.Start(bc, log)
 	if err != nil {
 		return fmt.Errorf("embedded broker on %s (PUCHI_BROKER_ADDR): %w", cfg.BrokerAddr, err)
 	}

@@ -8,7 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/puchi-dev/puchi/platform/broker"
+	"github.com/puchi-dev/puchi/platform/config"
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/services/media"
 )
 
 // Config is the process configuration, read from the environment by
@@ -23,15 +26,15 @@ type Config struct {
 	TopicRet    string        `env:"KAFKA_TOPIC_RETENTION" help:"per-topic retention overrides: topic=duration,..."`
 
 	// Kafka client security (platform/kafka/security.go), for every client.
-	KafkaSASLMechanism string       `env:"KAFKA_SASL_MECHANISM" help:"SASL authentication to Kafka: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (PLAIN only with KAFKA_TLS); empty: none"`
-	KafkaSASLUsername  string       `env:"KAFKA_SASL_USERNAME" help:"SASL user (required with KAFKA_SASL_MECHANISM)"`
-	KafkaSASLPassword  kafka.Secret `env:"KAFKA_SASL_PASSWORD" help:"SASL password (required with KAFKA_SASL_MECHANISM; never logged)"`
-	KafkaTLS           bool         `env:"KAFKA_TLS" default:"false" help:"TLS to the Kafka brokers (security.protocol SSL, or SASL_SSL with SASL)"`
-	KafkaTLSCA         string       `env:"KAFKA_TLS_CA" help:"CA bundle (PEM) of the Kafka broker certificates; empty: system roots (needs KAFKA_TLS)"`
-	KafkaTLSCert       string       `env:"KAFKA_TLS_CERT" help:"client certificate (PEM) for mutual TLS to Kafka, with KAFKA_TLS_KEY (needs KAFKA_TLS)"`
-	KafkaTLSKey        string       `env:"KAFKA_TLS_KEY" help:"private key (PEM) of KAFKA_TLS_CERT"`
-	KafkaTLSInsecure   bool         `env:"KAFKA_TLS_INSECURE_SKIP_VERIFY" default:"false" help:"DANGER: do not verify the Kafka broker certificate (throwaway test clusters only)"`
-	DatabaseURL        string       `env:"PUCHI_DATABASE_URL" help:"PostgreSQL URL (one schema per service); empty: SQLite files under PUCHI_DATA_DIR"`
+	KafkaSASLMechanism string        `env:"KAFKA_SASL_MECHANISM" help:"SASL authentication to Kafka: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (PLAIN only with KAFKA_TLS); the embedded broker then requires it with these credentials (SCRAM only); empty: none"`
+	KafkaSASLUsername  string        `env:"KAFKA_SASL_USERNAME" help:"SASL user (required with KAFKA_SASL_MECHANISM)"`
+	KafkaSASLPassword  config.Secret `env:"KAFKA_SASL_PASSWORD" help:"SASL password (required with KAFKA_SASL_MECHANISM; never logged)"`
+	KafkaTLS           bool          `env:"KAFKA_TLS" default:"false" help:"TLS to the Kafka brokers (security.protocol SSL, or SASL_SSL with SASL); not with the embedded broker, which serves no TLS"`
+	KafkaTLSCA         string        `env:"KAFKA_TLS_CA" help:"CA bundle (PEM) of the Kafka broker certificates; empty: system roots (needs KAFKA_TLS)"`
+	KafkaTLSCert       string        `env:"KAFKA_TLS_CERT" help:"client certificate (PEM) for mutual TLS to Kafka, with KAFKA_TLS_KEY (needs KAFKA_TLS)"`
+	KafkaTLSKey        string        `env:"KAFKA_TLS_KEY" help:"private key (PEM) of KAFKA_TLS_CERT"`
+	KafkaTLSInsecure   bool          `env:"KAFKA_TLS_INSECURE_SKIP_VERIFY" default:"false" help:"DANGER: do not verify the Kafka broker certificate (throwaway test clusters only)"`
+	DatabaseURL        string        `env:"PUCHI_DATABASE_URL" help:"PostgreSQL URL (one schema per service); empty: SQLite files under PUCHI_DATA_DIR"`
 
 	GatewayAddr   string  `env:"PUCHI_GATEWAY_ADDR" default:":8000" help:"REST gateway listen address"`
 	RateLimit     float64 `env:"PUCHI_GATEWAY_RATE_LIMIT" default:"50" help:"REST requests per second per client IP (0 disables)"`
@@ -69,6 +72,15 @@ type Config struct {
 
 	MediaMaxBytes int64 `env:"PUCHI_MEDIA_MAX_BYTES" default:"10485760" help:"largest accepted media upload (10 MiB)"`
 
+	// Media blob store (services/media): local files, or an S3-compatible bucket.
+	MediaStore       string        `env:"PUCHI_MEDIA_STORE" default:"local" help:"where media bytes are kept: local (files under PUCHI_DATA_DIR/media) or s3 (an S3-compatible bucket, e.g. MinIO)"`
+	MediaS3Endpoint  string        `env:"PUCHI_MEDIA_S3_ENDPOINT" help:"host:port of the S3 server, no scheme (required with PUCHI_MEDIA_STORE=s3)"`
+	MediaS3Bucket    string        `env:"PUCHI_MEDIA_S3_BUCKET" default:"puchi-media" help:"bucket of the media files; created at start if missing"`
+	MediaS3AccessKey string        `env:"PUCHI_MEDIA_S3_ACCESS_KEY" help:"S3 access key (required with PUCHI_MEDIA_STORE=s3)"`
+	MediaS3SecretKey config.Secret `env:"PUCHI_MEDIA_S3_SECRET_KEY" help:"S3 secret key (required with PUCHI_MEDIA_STORE=s3; never logged)"`
+	MediaS3Region    string        `env:"PUCHI_MEDIA_S3_REGION" default:"us-east-1" help:"region of the bucket"`
+	MediaS3TLS       bool          `env:"PUCHI_MEDIA_S3_TLS" default:"false" help:"https to the S3 server (its certificate verified against the system roots)"`
+
 	// runtime is set by Build once the broker is known (see Specs).
 	runtime *runtimeDeps
 
@@ -99,6 +111,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateMesh())
+	errs = append(errs, c.validateMedia())
 	return errors.Join(errs...)
 }
 
@@ -108,6 +121,26 @@ func (c *Config) KeyFile() string {
 		return c.JWTKeyFile
 	}
 	return filepath.Join(c.DataDir, "keys", "jwt-ed25519.pem")
+}
+
+// validateMedia checks the media blob store choice and, for s3, its settings.
+func (c *Config) validateMedia() error {
+	switch c.MediaStore {
+	case "local":
+		return nil
+	case "s3":
+		return c.MediaS3().Validate()
+	}
+	return fmt.Errorf("PUCHI_MEDIA_STORE: %q is not local or s3", c.MediaStore)
+}
+
+// MediaS3 is the S3 media store's configuration (PUCHI_MEDIA_S3_*), used when
+// PUCHI_MEDIA_STORE is s3.
+func (c *Config) MediaS3() media.S3Config {
+	return media.S3Config{
+		Endpoint: c.MediaS3Endpoint, Bucket: c.MediaS3Bucket, AccessKey: c.MediaS3AccessKey, SecretKey: c.MediaS3SecretKey,
+		Region: c.MediaS3Region, TLS: c.MediaS3TLS,
+	}
 }
 
 func (c *Config) topicRetention() (map[string]time.Duration, error) {
@@ -136,4 +169,34 @@ func (c *Config) Kafka(brokers string) kafka.Config {
 		TLS: c.KafkaTLS, TLSCAFile: c.KafkaTLSCA, TLSCertFile: c.KafkaTLSCert, TLSKeyFile: c.KafkaTLSKey,
 		TLSInsecureSkipVerify: c.KafkaTLSInsecure,
 	}.WithDefaults()
+}
+
+// EmbeddedBroker is the configuration of the embedded broker (`puchi run` without
+// KAFKA_BROKERS, `puchi broker`), listening on PUCHI_BROKER_ADDR with its log
+// under PUCHI_DATA_DIR. With KAFKA_SASL_MECHANISM set it requires SASL of every
+// client and its one user is KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD — the
+// credentials this process's own clients present. The broker serves no TLS, so
+// KAFKA_TLS and the PLAIN mechanism (which needs TLS) are refused; every error
+// names its variables.
+func (c *Config) EmbeddedBroker() (broker.Config, error) {
+	bc := broker.Config{Addr: c.BrokerAddr, DataDir: filepath.Join(c.DataDir, "kafka"), Retention: c.Retention}
+	mech := strings.ToUpper(strings.TrimSpace(c.KafkaSASLMechanism))
+	var errs []error
+	if c.KafkaTLS {
+		errs = append(errs, errors.New("KAFKA_TLS: the embedded broker does not serve TLS; unset KAFKA_TLS and KAFKA_TLS_*, or set KAFKA_BROKERS to a cluster that serves TLS"))
+	}
+	if mech == kafka.SASLPlain {
+		errs = append(errs, errors.New("KAFKA_SASL_MECHANISM: PLAIN sends the password in clear text and the embedded broker has no TLS; use SCRAM-SHA-256 or SCRAM-SHA-512 (or set KAFKA_BROKERS to a cluster that serves TLS)"))
+	}
+	if len(errs) == 0 {
+		// Mechanism, user and password: the clients' rules, the clients' messages.
+		errs = append(errs, c.Kafka(bc.Addr).ValidateSecurity())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return broker.Config{}, err
+	}
+	if mech != "" {
+		bc.SASLMechanism, bc.SASLUser, bc.SASLPassword = mech, c.KafkaSASLUsername, string(c.KafkaSASLPassword)
+	}
+	return bc, nil
 }

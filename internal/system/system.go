@@ -51,10 +51,38 @@ func Specs(cfg *Config) []service.Spec {
 		quiz.Spec(quiz.Config{}),
 		vocabulary.Spec(vocabulary.Config{}),
 		progress.Spec(progress.Config{}), // dials user: listed after it
-		media.Spec(media.Config{MaxUploadBytes: cfg.MediaMaxBytes, Dir: filepath.Join(cfg.DataDir, "media")}),
+		mediaSpec(cfg),
 		notification.Spec(notification.Config{Reminders: rt.reminders}),
 		analytics.Spec(analytics.Config{Kafka: rt.kafka}),
 	}
+}
+
+// mediaSpec is the media service over the blob store PUCHI_MEDIA_STORE names.
+// The S3 store is opened when the service starts (by each instance): the
+// bucket is created if missing, and an unreachable server fails the start
+// with an error naming its URL.
+func mediaSpec(cfg *Config) service.Spec {
+	mc := media.Config{MaxUploadBytes: cfg.MediaMaxBytes, Dir: filepath.Join(cfg.DataDir, "media")}
+	spec := media.Spec(mc)
+	if cfg.MediaStore != "s3" {
+		return spec
+	}
+	s3 := cfg.MediaS3()
+	spec.Register = func(d service.Deps) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		blobs, err := media.NewS3Store(ctx, s3)
+		if err != nil {
+			return err
+		}
+		mc := mc
+		mc.Blobs = blobs
+		// Spool uploads under the data dir (a volume in containers), not a
+		// possibly small /tmp; the bytes then go to the bucket.
+		mc.TempDir = filepath.Join(cfg.DataDir, "tmp", "media-uploads")
+		return media.Spec(mc).Register(d)
+	}
+	return spec
 }
 
 // runtimeDeps are what some specs need beyond configuration, known only once
@@ -142,9 +170,11 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 	// Kafka: embedded or external, then the topics.
 	s.Brokers = cfg.Brokers
 	if opt.Embedded {
-		b, err := broker.Start(broker.Config{
-			Addr: cfg.BrokerAddr, DataDir: filepath.Join(cfg.DataDir, "kafka"), Retention: cfg.Retention,
-		}, log.With("component", "broker"))
+		bc, err := cfg.EmbeddedBroker()
+		if err != nil {
+			return nil, err
+		}
+		b, err := broker.Start(bc, log.With("component", "broker"))
 		if err != nil {
 			return nil, fmt.Errorf("embedded broker on %s (PUCHI_BROKER_ADDR): %w", cfg.BrokerAddr, err)
 		}
@@ -243,6 +273,9 @@ func Build(ctx context.Context, cfg *Config, opt Options) (_ *System, err error)
 		s.shared = service.Shared{
 			Kafka: s.Kafka, Producer: producer, DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL,
 			Verifier: verifier, Issuer: issuer, Log: log, Metrics: metrics, Dial: dial,
+			// Dead letters go through the process's producer, not a client per
+			// consumer; Mount flushes and closes it after the consumers stop.
+			Consumer: kafka.ConsumerConfig{DLQProducer: producer},
 		}
 		sh := s.shared
 		if sh.ServerTLS, err = s.mesh.serverTLS(name); err != nil {
@@ -348,6 +381,12 @@ func (s *System) Listening() []string {
 	kind := "external"
 	if s.Broker != nil {
 		kind = "embedded"
+	}
+	if sec := s.Kafka.SecurityProtocol(); sec != "PLAINTEXT" {
+		kind += ", " + sec
+		if s.Kafka.SASLMechanism != "" {
+			kind += fmt.Sprintf(" %s as %s", strings.ToUpper(s.Kafka.SASLMechanism), s.Kafka.SASLUsername)
+		}
 	}
 	out = append(out, fmt.Sprintf("kafka      %s (%s), topics: %s", s.Brokers, kind, strings.Join(sortedTopics(), ", ")))
 	return out

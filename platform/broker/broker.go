@@ -9,8 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +27,9 @@ const (
 	DefaultAddr      = "127.0.0.1:9092"
 	DefaultRetention = 30 * 24 * time.Hour
 )
+
+// saslStateFile is where kfake persists its SASL users inside DataDir.
+const saslStateFile = "sasl.json"
 
 // retentionCheckInterval is how often the broker deletes expired segments of the
 // topics that carry an explicit retention.ms (kfake's log.cleaner.backoff.ms).
@@ -47,9 +53,13 @@ type Config struct {
 	// Default [DefaultRetention].
 	Retention time.Duration
 	// SASLUser, when set, makes the broker require SASL authentication of every
-	// client and seeds this superuser (for tests of authenticated clients).
-	// SASLMechanism is SCRAM-SHA-256 (the default when empty), SCRAM-SHA-512 or
-	// PLAIN; the password is SASLPassword.
+	// client and seeds this superuser. SASLMechanism is SCRAM-SHA-256 (the
+	// default when empty), SCRAM-SHA-512 or PLAIN (the broker serves no TLS, so
+	// PLAIN puts the password on the wire in clear text: tests only); the
+	// password is SASLPassword. The configured user is the broker's only one:
+	// with a DataDir, SASL users persisted by an earlier run (including SCRAM
+	// users added at runtime) are discarded at Start, so a changed password or
+	// mechanism takes effect and a directory first used without SASL works.
 	SASLUser      string
 	SASLPassword  string
 	SASLMechanism string
@@ -130,6 +140,13 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 		return nil, errors.New("broker: SASL mechanism or password set without a SASL user")
 	}
 	if cfg.DataDir != "" {
+		if cfg.SASLUser != "" {
+			// kfake replaces the configured users with the persisted ones when
+			// it loads the directory: drop those so the configuration wins.
+			if err := os.Remove(filepath.Join(cfg.DataDir, saslStateFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("broker: reset SASL users: %w", err)
+			}
+		}
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 		if cfg.SyncWrites {
 			opts = append(opts, kfake.SyncWrites())
@@ -140,8 +157,13 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 		return nil, fmt.Errorf("broker: start on %s: %w", cfg.Addr, err)
 	}
 	b := &Broker{cluster: c, log: log, addrs: strings.Join(c.ListenAddrs(), ",")}
-	log.Info("embedded kafka broker started", "addr", b.addrs, "data_dir", cfg.DataDir, "retention", cfg.Retention,
-		"sasl", cfg.SASLMechanism, "sasl_user", cfg.SASLUser)
+	attrs := []any{"addr", b.addrs, "data_dir", cfg.DataDir, "retention", cfg.Retention}
+	if cfg.SASLUser != "" {
+		attrs = append(attrs, "sasl", cfg.SASLMechanism, "sasl_user", cfg.SASLUser) // never the password
+	} else {
+		attrs = append(attrs, "sasl", "off")
+	}
+	log.Info("embedded kafka broker started", attrs...)
 	return b, nil
 }
 

@@ -153,32 +153,87 @@ func TestSASLRequiresCredentials(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			metadata := func(extra ck.ConfigMap) error {
-				m := ck.ConfigMap{"bootstrap.servers": b.Addrs(), "log_level": 0, "enable.metrics.push": false}
-				for k, v := range extra {
-					m[k] = v
-				}
-				a, err := ck.NewAdminClient(&m)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer a.Close()
-				_, err = a.GetMetadata(nil, false, 3000)
-				return err
-			}
-			sasl := func(pass string) ck.ConfigMap {
-				return ck.ConfigMap{"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": mech,
-					"sasl.username": "admin", "sasl.password": pass}
-			}
-			if err := metadata(sasl("s3cret")); err != nil {
+			if err := metadata(t, b.Addrs(), mech, "admin", "s3cret"); err != nil {
 				t.Fatalf("right credentials: %v", err)
 			}
-			if err := metadata(sasl("wrong")); err == nil {
+			if err := metadata(t, b.Addrs(), mech, "admin", "wrong"); err == nil {
 				t.Fatal("wrong password: metadata succeeded")
 			}
-			if err := metadata(nil); err == nil {
+			if err := metadata(t, b.Addrs(), "", "", ""); err == nil {
 				t.Fatal("no SASL: metadata succeeded")
 			}
 		})
 	}
+}
+
+// TestSASLConfigWinsOverDataDir restarts a persistent broker with other SASL
+// settings each time: the configured user and password always apply (kfake on
+// its own would keep the users of the directory's first run), and the data
+// written before survives.
+func TestSASLConfigWinsOverDataDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const topic = "kept"
+	start := func(user, pass, mech string) *broker.Broker {
+		t.Helper()
+		b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, SASLUser: user, SASLPassword: pass, SASLMechanism: mech}, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+
+	b := start("", "", "") // first run without SASL
+	produceOne(t, b.Addrs(), topic, "k1", "hello")
+	b.Close()
+	steps := []struct{ user, pass, mech, stale string }{
+		{"puchi", "first", "SCRAM-SHA-256", ""},
+		{"puchi", "second", "SCRAM-SHA-256", "first"}, // password changed
+		{"other", "third", "SCRAM-SHA-512", "second"}, // user and mechanism changed
+	}
+	for _, st := range steps {
+		b := start(st.user, st.pass, st.mech)
+		if err := metadata(t, b.Addrs(), st.mech, st.user, st.pass); err != nil {
+			b.Close()
+			t.Fatalf("%s/%s %s: configured credentials refused: %v", st.user, st.pass, st.mech, err)
+		}
+		if err := metadata(t, b.Addrs(), "", "", ""); err == nil {
+			b.Close()
+			t.Fatalf("%s %s: unauthenticated client got metadata", st.user, st.mech)
+		}
+		if st.stale != "" {
+			if err := metadata(t, b.Addrs(), "SCRAM-SHA-256", "puchi", st.stale); err == nil {
+				b.Close()
+				t.Fatalf("%s %s: the previous run's password %q still works", st.user, st.mech, st.stale)
+			}
+		}
+		b.Close()
+	}
+
+	// The record of the first run is still there (read without SASL).
+	b = start("", "", "")
+	defer b.Close()
+	if key, value := consumeFirst(t, b.Addrs(), topic); key != "k1" || value != "hello" {
+		t.Fatalf("after the SASL runs got key=%q value=%q, want k1/hello", key, value)
+	}
+}
+
+// metadata fetches cluster metadata with a raw confluent admin client, with SASL
+// (SASL_PLAINTEXT) when mech is set.
+func metadata(t *testing.T, addrs, mech, user, pass string) error {
+	t.Helper()
+	m := ck.ConfigMap{"bootstrap.servers": addrs, "log_level": 0, "enable.metrics.push": false}
+	if mech != "" {
+		m["security.protocol"] = "SASL_PLAINTEXT"
+		m["sasl.mechanisms"] = mech
+		m["sasl.username"] = user
+		m["sasl.password"] = pass
+	}
+	a, err := ck.NewAdminClient(&m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	_, err = a.GetMetadata(nil, false, 3000)
+	return err
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/puchi-dev/puchi/platform/config"
 )
 
 // Defaults applied by [Config.WithDefaults] to zero-valued fields.
@@ -50,9 +52,9 @@ type Config struct {
 	SASLMechanism string
 	// SASLUsername is the SASL user (KAFKA_SASL_USERNAME).
 	SASLUsername string
-	// SASLPassword is the SASL password (KAFKA_SASL_PASSWORD); a [Secret], so it
+	// SASLPassword is the SASL password (KAFKA_SASL_PASSWORD); a [config.Secret], so it
 	// is never printed.
-	SASLPassword Secret
+	SASLPassword config.Secret
 	// TLS encrypts the connections to the brokers (KAFKA_TLS); the broker
 	// certificate is verified against TLSCAFile or the system roots.
 	TLS bool

@@ -53,6 +53,15 @@ type ConsumerConfig struct {
 	// LagInterval is how often puchi_consumer_lag is refreshed when Metrics is
 	// set; default [DefaultLagInterval].
 	LagInterval time.Duration
+	// DLQProducer, when set, writes the dead letters: normally the process's one
+	// [Producer], shared by every consumer and the outbox relays, so a process
+	// does not run a Kafka client per consumer just for dead letters. It must be
+	// connected to the same cluster as the consumer. The consumer only calls
+	// [Producer.Publish] on it and never closes it: its owner closes it after
+	// [Consumer.Run] has returned (a closed producer makes dead-lettering retry
+	// until Run's ctx ends, storing no offset). nil: Run creates a producer of
+	// its own and closes it when it returns.
+	DLQProducer *Producer
 }
 
 func (cc ConsumerConfig) withDefaults() ConsumerConfig {
@@ -162,17 +171,21 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("kafka: consumer %s: %w", c.cc.Group, err)
 	}
-	prod, err := NewProducer(c.cfg, c.log)
-	if err != nil {
-		return fmt.Errorf("kafka: consumer %s: dead-letter producer: %w", c.cc.Group, err)
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := prod.Close(cctx); err != nil {
-			c.log.Warn("kafka: closing dead-letter producer", "err", err)
+	prod := c.cc.DLQProducer
+	if prod == nil {
+		own, err := NewProducer(c.cfg, c.log)
+		if err != nil {
+			return fmt.Errorf("kafka: consumer %s: dead-letter producer: %w", c.cc.Group, err)
 		}
-	}()
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := own.Close(cctx); err != nil {
+				c.log.Warn("kafka: closing dead-letter producer", "err", err)
+			}
+		}()
+		prod = own
+	}
 	kc, err := ck.NewConsumer(c.cfg.consumerConfig(c.cc.Group))
 	if err != nil {
 		return fmt.Errorf("kafka: consumer %s: %w", c.cc.Group, err)
@@ -341,8 +354,10 @@ func (c *Consumer) backoff(retry int) time.Duration {
 }
 
 // deadLetter produces km to the group's dead-letter topic with the original
-// headers plus the dlq_* headers, and waits for the acknowledgement. It retries
-// failed produces until they succeed or ctx ends (then it returns ctx's error).
+// headers plus the dlq_* headers, and waits for that record's own delivery
+// report (acks=all; [Producer.Publish] answers per message, also on a producer
+// shared with other writers). It retries failed produces until they succeed or
+// ctx ends (then it returns ctx's error).
 func (c *Consumer) deadLetter(ctx context.Context, prod *Producer, km *ck.Message, cause error) error {
 	orig := fromConfluent(km)
 	h := make(map[string]string, len(orig.Headers)+6)

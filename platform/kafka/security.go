@@ -3,7 +3,6 @@ package kafka
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -16,29 +15,6 @@ const (
 	SASLScramSHA256 = "SCRAM-SHA-256"
 	SASLScramSHA512 = "SCRAM-SHA-512"
 )
-
-// Secret is a string that never shows up in logs or formatted output: fmt, slog
-// and JSON all print [Secret.String] ("[REDACTED]", or "" when empty). Use
-// string(s) where the real value is needed.
-type Secret string
-
-const redacted = "[REDACTED]"
-
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
-// GoString keeps %#v from printing the value.
-func (s Secret) GoString() string { return fmt.Sprintf("kafka.Secret(%q)", s.String()) }
-
-// LogValue keeps slog from printing the value.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalText keeps encoders (JSON, YAML, ...) from writing the value.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // saslMechanism returns the normalised (upper-case) mechanism.
 func (c Config) saslMechanism() string {

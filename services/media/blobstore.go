@@ -16,9 +16,10 @@ import (
 // are immutable: a key always names the same bytes, so putting an existing key
 // again is harmless. Implementations must be safe for concurrent use.
 //
-// The local implementation is [LocalStore]. An S3-compatible implementation
-// (MinIO) would satisfy the same four methods with PutObject, GetObject with a
-// Range header, RemoveObject and StatObject; it is not built yet.
+// Two implementations exist: [LocalStore] (files under the data directory, the
+// default) and [S3Store] (objects in a bucket of an S3-compatible server such
+// as MinIO: PutObject, ranged GetObject, RemoveObject, StatObject). Both pass
+// the same contract suite (blobstore_contract_test.go).
 type BlobStore interface {
 	// Put stores size bytes read from r under key, atomically: a reader never
 	// sees a partial blob.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/minio/minio-go/v7"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -40,6 +41,9 @@ func newHarness(t *testing.T, d *db.DB, cfg Config) *harness {
 	clock := servicetest.NewClock(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC))
 	dir := t.TempDir()
 	cfg.Now, cfg.Dir = clock.Now, dir
+	if cfg.Blobs != nil {
+		cfg.TempDir = filepath.Join(dir, "tmp") // spooled uploads, where blobs() sees them
+	}
 	spec := Spec(cfg)
 	if spec.Name != Name || spec.GRPCPort != 50055 || spec.AdminPort != 8004 || len(spec.Topics) != 1 || len(spec.PublicMethods) != 2 {
 		t.Fatalf("spec: %+v", spec)
@@ -142,9 +146,18 @@ func other(name string) *mediav1.UploadMetadata {
 	return &mediav1.UploadMetadata{Filename: name, Purpose: mediav1.MediaPurpose_MEDIA_PURPOSE_OTHER}
 }
 
-// blobs lists the files of the blob store (its tmp directory included).
+// blobs lists the files of the blob store (its tmp directory included), or
+// the objects of an [S3Store] and the spooled uploads.
 func (h *harness) blobs(t *testing.T) (blobs, temps []string) {
 	t.Helper()
+	if s3, ok := h.s.blobs.(*S3Store); ok {
+		for obj := range s3.client.ListObjects(context.Background(), s3.bucket, minio.ListObjectsOptions{Recursive: true}) {
+			if obj.Err != nil {
+				t.Fatal(obj.Err)
+			}
+			blobs = append(blobs, obj.Key)
+		}
+	}
 	err := filepath.WalkDir(h.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -163,6 +176,19 @@ func (h *harness) blobs(t *testing.T) (blobs, temps []string) {
 	return blobs, temps
 }
 
+// forEachStore runs a service test on each database (servicetest.ForEachDB)
+// with each blob store: the default local store, and an [S3Store] over an
+// in-process S3 server (gofakes3).
+func forEachStore(t *testing.T, fn func(t *testing.T, d *db.DB, cfg Config)) {
+	t.Helper()
+	t.Run("local", func(t *testing.T) {
+		servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) { fn(t, d, Config{}) })
+	})
+	t.Run("s3", func(t *testing.T) {
+		servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) { fn(t, d, Config{Blobs: newTestS3Store(t)}) })
+	})
+}
+
 func reasonOf(err error) string {
 	if e, ok := apperr.As(err); ok {
 		return e.Reason
@@ -179,10 +205,11 @@ const (
 )
 
 // TestUploadDedupeVisibilityDelete is the storage contract suite of the media
-// service: SQLite and, with PUCHI_TEST_POSTGRES_URL, PostgreSQL.
+// service: SQLite and, with PUCHI_TEST_POSTGRES_URL, PostgreSQL; the local and
+// the S3 blob store.
 func TestUploadDedupeVisibilityDelete(t *testing.T) {
-	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
-		h := newHarness(t, d, Config{})
+	forEachStore(t, func(t *testing.T, d *db.DB, cfg Config) {
+		h := newHarness(t, d, cfg)
 		lan, chi := newID(), newID()
 		img := pngBytes(t, 600, 300)
 
@@ -286,8 +313,9 @@ func TestUploadDedupeVisibilityDelete(t *testing.T) {
 }
 
 func TestRefusedUploadsStoreNothing(t *testing.T) {
-	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
-		h := newHarness(t, d, Config{MaxUploadBytes: 64 << 10})
+	forEachStore(t, func(t *testing.T, d *db.DB, cfg Config) {
+		cfg.MaxUploadBytes = 64 << 10
+		h := newHarness(t, d, cfg)
 		uid := newID()
 		big := append(pngBytes(t, 4, 4), make([]byte, 64<<10)...)
 		if _, err := h.upload(as(uid), avatar("big.png"), big); reasonOf(err) != "MEDIA_TOO_LARGE" || apperr.KindOf(err) != apperr.KindTooMany {
@@ -385,8 +413,8 @@ func TestAudioListAndIdempotency(t *testing.T) {
 }
 
 func TestUserDeletedErasesPrivateItems(t *testing.T) {
-	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
-		h := newHarness(t, d, Config{})
+	forEachStore(t, func(t *testing.T, d *db.DB, cfg Config) {
+		h := newHarness(t, d, cfg)
 		lan, chi := newID(), newID()
 		// Larger than a thumbnail, so that every thumbnail differs from its image.
 		shared := pngBytes(t, 400, 20)

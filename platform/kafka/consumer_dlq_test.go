@@ -1,0 +1,170 @@
+package kafka_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/kafka/kafkatest"
+)
+
+// TestPoisonMessagesGoToDLQSharedProducer is TestPoisonMessagesGoToDLQ with the
+// dead letters written by a producer the consumer is given (as `puchi run` gives
+// every consumer the process's one producer) instead of one of its own.
+func TestPoisonMessagesGoToDLQSharedProducer(t *testing.T) {
+	t.Parallel()
+	cfg := kafkatest.Start(t)
+	checkPoisonToDLQ(t, cfg, kafkatest.NewProducer(t, cfg))
+}
+
+// checkPoisonToDLQ runs a consumer (dead-lettering through shared; nil: its own
+// producer) over two poison messages among three good ones on one partition and
+// checks that exactly the poison ones reach the DLQ, with key, value, original
+// headers and the dlq_* headers.
+func checkPoisonToDLQ(t *testing.T, cfg kafka.Config, shared *kafka.Producer) {
+	t.Helper()
+	topic := unique("poison")
+	group := unique("poison-group")
+	kafkatest.EnsureTopics(t, cfg, topic)
+
+	var handled collector
+	r := kafka.NewRouter()
+	kafka.On(r, func(ctx context.Context, v *wrapperspb.StringValue, m *kafka.Message) error {
+		if v.GetValue() == "poison" {
+			return kafka.Permanent(errors.New("cannot apply poison"))
+		}
+		return handled.handle(ctx, m)
+	})
+
+	poison := kafkatest.Event(t, topic, "u1", "poison")
+	garbled := kafkatest.Event(t, topic, "u1", "x")
+	garbled.Value = []byte{0xff, 0xff, 0xff, 0xff} // known ce_type, undecodable bytes
+	unknown := kafkatest.Event(t, topic, "u1", "y")
+	unknown.Headers[kafka.HeaderType] = "puchi.other.v1.Unknown"
+	ok1, ok2 := kafkatest.Event(t, topic, "u1", "ok1"), kafkatest.Event(t, topic, "u1", "ok2")
+	kafkatest.Produce(t, cfg, poison, ok1, garbled, unknown, ok2)
+
+	c, _ := kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}, Backoff: time.Millisecond, DLQProducer: shared}, r.Handle)
+	kafkatest.WaitFor(t, "3 processed, 2 dead-lettered", func() bool {
+		s := c.Stats()
+		return s.DeadLettered == 2 && s.Processed == 3 && handled.len() == 2
+	})
+
+	var dead collector
+	kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: unique("dlq-reader"), Topics: []string{kafka.DLQTopic(group)}}, dead.handle)
+	kafkatest.WaitFor(t, "2 messages in the DLQ", func() bool { return dead.len() == 2 })
+	want := map[string]kafka.Message{poison.ID(): poison, garbled.ID(): garbled}
+	for _, m := range dead.snapshot() {
+		orig, ok := want[m.ID()]
+		if !ok {
+			t.Fatalf("unexpected dead letter %s", m)
+		}
+		if string(m.Key) != "u1" || string(m.Value) != string(orig.Value) || m.Type() != orig.Type() {
+			t.Errorf("dead letter %s lost key, value or headers", m)
+		}
+		if m.Headers[kafka.HeaderDLQTopic] != topic || m.Headers[kafka.HeaderDLQGroup] != group ||
+			m.Headers[kafka.HeaderDLQPartition] == "" || m.Headers[kafka.HeaderDLQOffset] == "" ||
+			m.Headers[kafka.HeaderDLQError] == "" || m.Headers[kafka.HeaderDLQTime] == "" {
+			t.Errorf("dead letter %s: dlq headers incomplete: %v", m, m.Headers)
+		}
+	}
+}
+
+// TestConsumerLeavesSharedProducerOpen: a consumer that dead-lettered through a
+// shared producer and then stopped has not closed it; the producer still
+// publishes, with acknowledgement.
+func TestConsumerLeavesSharedProducerOpen(t *testing.T) {
+	t.Parallel()
+	cfg := kafkatest.Start(t)
+	topic := unique("shared")
+	kafkatest.EnsureTopics(t, cfg, topic)
+	shared := kafkatest.NewProducer(t, cfg)
+	kafkatest.Produce(t, cfg, kafkatest.Event(t, topic, "u1", "poison"))
+
+	c, stop := kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: unique("shared-group"), Topics: []string{topic}, DLQProducer: shared},
+		func(context.Context, *kafka.Message) error { return kafka.Permanent(errors.New("poison")) })
+	kafkatest.WaitFor(t, "the dead letter", func() bool { return c.Stats().DeadLettered == 1 })
+	stop()
+
+	if err := shared.Err(); err != nil {
+		t.Fatalf("shared producer after the consumer stopped: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), kafkatest.Timeout)
+	defer cancel()
+	if errs := shared.Publish(ctx, []kafka.Message{kafkatest.Event(t, topic, "u2", "after")}); errs[0] != nil {
+		t.Fatalf("publish through the shared producer after the consumer stopped: %v", errs[0])
+	}
+}
+
+// TestClosedSharedProducerLosesNothing: when the shared producer cannot take the
+// dead letter (here: closed too early by its owner), the consumer keeps retrying
+// the dead letter instead of storing the offset; after a shutdown the same group
+// gets the message again and nothing is in the DLQ. It also shows the consumer
+// writes through the producer it is given, not one of its own.
+func TestClosedSharedProducerLosesNothing(t *testing.T) {
+	t.Parallel()
+	cfg := kafkatest.Start(t)
+	topic := unique("closed")
+	group := unique("closed-group")
+	kafkatest.EnsureTopics(t, cfg, topic)
+	msg := kafkatest.Event(t, topic, "u1", "poison")
+	kafkatest.Produce(t, cfg, msg)
+
+	closed, err := kafka.NewProducer(cfg, kafkatest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := closed.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	c, err := kafka.NewConsumer(cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}, Backoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, DLQProducer: closed},
+		func(context.Context, *kafka.Message) error { return kafka.Permanent(errors.New("poison")) },
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := kafkatest.Go(t, "consumer", c.Run)
+	kafkatest.WaitFor(t, "failed dead-letter attempts", func() bool { return logs.count("dead-letter produce failed") >= 3 })
+	stop()
+	if s := c.Stats(); s.DeadLettered != 0 || s.Processed != 0 {
+		t.Fatalf("stats = %+v, want nothing dead-lettered or processed", s)
+	}
+	if n := highWatermarks(t, cfg, kafka.DLQTopic(group)); n != 0 {
+		t.Fatalf("DLQ holds %d records, want 0", n)
+	}
+
+	var again collector
+	kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, again.handle)
+	kafkatest.WaitFor(t, "redelivery", func() bool { return again.len() == 1 })
+	if got := again.snapshot()[0].ID(); got != msg.ID() {
+		t.Fatalf("redelivered %s, want %s", got, msg.ID())
+	}
+}
+
+// logBuffer collects log output; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// count is how often s occurs in what was logged so far.
+func (b *logBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), s)
+}
