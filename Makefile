@@ -31,9 +31,20 @@ broker: ## run only the embedded Kafka broker on 127.0.0.1:9092
 	$(PUCHI) broker
 
 # ---- quality ---------------------------------------------------------------
-.PHONY: test test-short vet fmt lint
-test: ## run every test (set PUCHI_TEST_POSTGRES_URL to include PostgreSQL)
-	$(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+.PHONY: test test-short vet fmt lint tools
+test: tools ## run every test (set PUCHI_TEST_POSTGRES_URL to include PostgreSQL)
+	PUCHI_PROMTOOL=$(PROMTOOL) $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+
+# Pinned tools live in bin/tools (bin/ is gitignored). promtool checks and
+# unit-tests deploy/prometheus (internal/deploycheck reads PUCHI_PROMTOOL).
+PROMTOOL_VERSION := v0.316.0
+PROMTOOL         := $(CURDIR)/bin/tools/promtool
+
+tools: ## install the pinned tools into bin/tools (promtool) unless already there
+	@if ! $(GO) version -m $(PROMTOOL) 2>/dev/null | grep -E 'mod[[:space:]]+github.com/prometheus/prometheus[[:space:]]+$(PROMTOOL_VERSION)([[:space:]]|$$)' >/dev/null; then \
+		echo "installing promtool $(PROMTOOL_VERSION) into bin/tools"; \
+		GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION); \
+	fi
 
 test-short: ## unit tests only (no broker, no end-to-end)
 	$(GO) test -short -count=1 $(TEST_PKGS)

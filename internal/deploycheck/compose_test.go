@@ -46,6 +46,12 @@ var fixedPorts = map[string][]int{
 	"kafka-ui": {8080},
 	"kafka":    {9092},
 	"postgres": {5432},
+	// Object storage and observability (deploy/README.md).
+	"minio":          {9000, 9001},
+	"otel-collector": {4317, 4318, 13133},
+	"jaeger":         {16686},
+	"prometheus":     {9090},
+	"grafana":        {3000},
 }
 
 // puchiCommands are the first words `puchi` accepts that make sense in a container.
