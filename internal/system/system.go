@@ -373,10 +373,10 @@ func (s *System) Run(ctx context.Context) error { return s.App.Run(ctx) }
 func (s *System) Listening() []string {
 	var out []string
 	if s.Gateway != nil {
-		out = append(out, fmt.Sprintf("gateway    REST http://%s  (docs: /docs, health: /health)", hostPort(s.Gateway.Addr())))
+		out = append(out, fmt.Sprintf("gateway      REST http://%s  (docs: /docs, health: /health)", hostPort(s.Gateway.Addr())))
 	}
 	for _, i := range s.Instances {
-		out = append(out, fmt.Sprintf("%-10s gRPC %s  admin http://%s/health", i.Spec.Name, hostPort(i.GRPCAddr()), hostPort(i.AdminAddr())))
+		out = append(out, fmt.Sprintf("%-12s gRPC %s  admin http://%s/health", i.Spec.Name, hostPort(i.GRPCAddr()), hostPort(i.AdminAddr())))
 	}
 	kind := "external"
 	if s.Broker != nil {
@@ -388,7 +388,7 @@ func (s *System) Listening() []string {
 			kind += fmt.Sprintf(" %s as %s", strings.ToUpper(s.Kafka.SASLMechanism), s.Kafka.SASLUsername)
 		}
 	}
-	out = append(out, fmt.Sprintf("kafka      %s (%s), topics: %s", s.Brokers, kind, strings.Join(sortedTopics(), ", ")))
+	out = append(out, fmt.Sprintf("kafka        %s (%s), topics: %s", s.Brokers, kind, strings.Join(sortedTopics(), ", ")))
 	return out
 }
 
