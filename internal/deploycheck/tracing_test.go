@@ -5,6 +5,7 @@ package deploycheck
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -187,21 +188,21 @@ func TestOTLPEndpoints(t *testing.T) {
 		t.Error("no jaeger service for the collector to export to")
 	}
 
-	// service.name comes from puchi.service (see TestTraceResourceNamesTheContainer).
-	renames := false
+	// service.name is set by each container (OTEL_SERVICE_NAME, see
+	// TestTraceServiceNames); the collector must pass it through unchanged.
+	if len(traces.Processors) == 0 || traces.Processors[0] != "memory_limiter" {
+		t.Errorf("%s: the traces pipeline must start with memory_limiter, has %v", collectorConfig, traces.Processors)
+	}
 	for _, p := range traces.Processors {
 		for _, a := range cfg.Processors[p].Attributes {
-			if a.Key == "service.name" && a.FromAttribute == "puchi.service" && (a.Action == "upsert" || a.Action == "update") {
-				renames = true
+			if a.Key == "service.name" || a.Key == "puchi.service" || a.FromAttribute == "puchi.service" {
+				t.Errorf("%s: processor %q sets %s (from %q): service.name comes from each container's OTEL_SERVICE_NAME, the collector must not rewrite it", collectorConfig, p, a.Key, a.FromAttribute)
 			}
 		}
 	}
-	if !renames {
-		t.Errorf("%s: no traces processor sets service.name from puchi.service (every span would say service \"puchi\")", collectorConfig)
-	}
 
 	// Every puchi container exports to the collector's receiver for the
-	// protocol the code speaks, and names itself.
+	// protocol the code speaks.
 	n := 0
 	for name, s := range c.Services {
 		if !s.isPuchi() {
@@ -229,8 +230,49 @@ func TestOTLPEndpoints(t *testing.T) {
 		if port, _ := strconv.Atoi(p); port != want {
 			t.Errorf("%s: OTEL_EXPORTER_OTLP_ENDPOINT port %s: the code exports OTLP/%s, which the collector receives on %d", name, p, proto, want)
 		}
-		if got, want := s.Environment["OTEL_RESOURCE_ATTRIBUTES"], "puchi.service="+name; !slices.Contains(strings.Split(got, ","), want) {
-			t.Errorf("%s: OTEL_RESOURCE_ATTRIBUTES = %q lacks %s", name, got, want)
+	}
+	if n == 0 {
+		t.Fatal("no puchi containers")
+	}
+}
+
+// TestTraceServiceNames: every puchi container names its traces with the
+// standard OTEL_SERVICE_NAME (platform/telemetry uses it as service.name,
+// over the code's default "puchi"), set to its compose service name. That is
+// the name docker compose logs, Prometheus's job and the Jaeger service all
+// share; for a `serve <svc>` container it is also the service it runs. The
+// one-shots (kafka-init, content-init) follow the same rule.
+func TestTraceServiceNames(t *testing.T) {
+	c := loadCompose(t)
+	owner := map[string]string{} // OTEL_SERVICE_NAME -> container
+	n := 0
+	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+		s := c.Services[name]
+		if !s.isPuchi() {
+			continue
+		}
+		n++
+		got, ok := s.Environment["OTEL_SERVICE_NAME"]
+		switch {
+		case !ok || strings.TrimSpace(got) == "":
+			t.Errorf("%s: no OTEL_SERVICE_NAME (its spans would say service %q)", name, defaultServiceName)
+		case got != name:
+			t.Errorf("%s: OTEL_SERVICE_NAME = %q, want %q (the compose service name)", name, got, name)
+		}
+		if prev, dup := owner[got]; dup && got != "" {
+			t.Errorf("%s and %s both set OTEL_SERVICE_NAME=%q: Jaeger would merge their traces into one service", prev, name, got)
+		}
+		owner[got] = name
+		if len(s.Command) == 2 && s.Command[0] == "serve" && got != s.Command[1] {
+			t.Errorf("%s: runs `serve %s` but OTEL_SERVICE_NAME = %q", name, s.Command[1], got)
+		}
+		// The old scheme (a puchi.service attribute the collector copied into
+		// service.name) is gone, and service.name has one source only.
+		for _, kv := range strings.Split(s.Environment["OTEL_RESOURCE_ATTRIBUTES"], ",") {
+			k, _, _ := strings.Cut(kv, "=")
+			if k = strings.TrimSpace(k); k == "puchi.service" || k == "service.name" {
+				t.Errorf("%s: OTEL_RESOURCE_ATTRIBUTES sets %s: name the container with OTEL_SERVICE_NAME only", name, k)
+			}
 		}
 	}
 	if n == 0 {
@@ -238,25 +280,39 @@ func TestOTLPEndpoints(t *testing.T) {
 	}
 }
 
+// defaultServiceName is the Config.ServiceName internal/system passes to
+// telemetry.Setup: what a span says without OTEL_SERVICE_NAME.
+const defaultServiceName = "puchi"
+
 // TestTraceResourceNamesTheContainer runs platform/telemetry's Setup with the
-// environment compose gives the gateway and looks at the resource of a span:
-// it must carry puchi.service (which the collector turns into service.name).
-// It also settles whether OTEL_SERVICE_NAME works: the code fixes service.name,
-// so compose must not set a variable that has no effect.
+// OTEL_* environment compose gives the gateway and looks at the resource of a
+// span: service.name must be "gateway", i.e. OTEL_SERVICE_NAME really wins over
+// the code's default.
 //
 // The SDK reads the environment once per process (resource.Default); this is
 // the only test here that sets up tracing.
 func TestTraceResourceNamesTheContainer(t *testing.T) {
 	c := loadCompose(t)
-	gw := c.Services["gateway"]
-	attrs := gw.Environment["OTEL_RESOURCE_ATTRIBUTES"]
-	if attrs == "" {
-		t.Fatal("gateway: no OTEL_RESOURCE_ATTRIBUTES")
+	gw, ok := c.Services["gateway"]
+	if !ok {
+		t.Fatal("no gateway service")
 	}
-	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", attrs)
-	t.Setenv("OTEL_SERVICE_NAME", "deploycheck-probe")
+	// Only the container's OTEL_* variables count, not the test runner's.
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "")
+	set := 0
+	for k, v := range gw.Environment {
+		if strings.HasPrefix(k, "OTEL_") {
+			t.Setenv(k, v)
+			set++
+		}
+	}
+	if set == 0 {
+		t.Fatal("gateway: no OTEL_* variables")
+	}
 	ctx := context.Background()
-	shutdown, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "puchi"}) // no endpoint: nothing exported
+	// No OTLPEndpoint in the Config: nothing is exported.
+	shutdown, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: defaultServiceName})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,14 +333,8 @@ func TestTraceResourceNamesTheContainer(t *testing.T) {
 	for _, kv := range ended[0].Resource().Attributes() {
 		got[string(kv.Key)] = kv.Value.Emit()
 	}
-	if got["puchi.service"] != "gateway" {
-		t.Errorf("span resource puchi.service = %q, want gateway (from OTEL_RESOURCE_ATTRIBUTES=%q); resource: %v", got["puchi.service"], attrs, got)
-	}
-	if got["service.name"] != "deploycheck-probe" {
-		for name, s := range c.Services {
-			if v, ok := s.Environment["OTEL_SERVICE_NAME"]; ok {
-				t.Errorf("%s: OTEL_SERVICE_NAME=%q has no effect: platform/telemetry sets service.name %q (use OTEL_RESOURCE_ATTRIBUTES=puchi.service=...)", name, v, got["service.name"])
-			}
-		}
+	if got["service.name"] != "gateway" {
+		t.Errorf("span resource service.name = %q, want gateway (OTEL_SERVICE_NAME=%q); resource: %v",
+			got["service.name"], gw.Environment["OTEL_SERVICE_NAME"], got)
 	}
 }
