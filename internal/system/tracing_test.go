@@ -21,10 +21,10 @@ import (
 // one trace holds the whole flow, link by link: the gateway's HTTP server span
 // (the root), the lesson service's CompleteLesson server span below it, the
 // PRODUCER "create lesson-events" span(s) outbox.Write started as its children,
-// and the lesson-events consumer spans of the progress, vocabulary and analytics
-// groups, each a child (through the traceparent stored with the outbox row) of
-// the create span of the very event it processed. The relay's send span for
-// the round that published the event links to its create span.
+// and the CONSUMER "process lesson-events" spans of the progress, vocabulary and
+// analytics groups, each a child (through the traceparent stored with the
+// outbox row) of the create span of the very event it processed. The relay's
+// send span for the round that published the event links to its create span.
 func TestTracingOneTracePerRequest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: boots the mesh")
@@ -132,7 +132,8 @@ func checkCompletionTrace(spans tracetest.SpanStubs, groups []string) string {
 	for _, g := range groups {
 		found := false
 		for _, s := range spans {
-			if s.SpanKind != trace.SpanKindConsumer || s.Name != "lesson-events process" || attr(s, "messaging.consumer.group.name") != g {
+			if s.SpanKind != trace.SpanKindConsumer || s.Name != "process lesson-events" ||
+				attr(s, "messaging.operation.type") != "process" || attr(s, "messaging.consumer.group.name") != g {
 				continue
 			}
 			p, ok := created[s.Parent.SpanID()]

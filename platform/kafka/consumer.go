@@ -14,9 +14,10 @@ import (
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/puchi-dev/puchi/platform/clock"
 )
 
 // Handler processes one consumed message. Returning nil marks the message done
@@ -252,18 +253,7 @@ func (c *Consumer) loop(ctx context.Context, kc *ck.Consumer, prod *Producer) er
 // stores its offset — unless ctx ended first.
 func (c *Consumer) handle(ctx context.Context, kc *ck.Consumer, prod *Producer, km *ck.Message) {
 	m := fromConfluent(km)
-	hctx, span := c.tracer.Start(ExtractTrace(ctx, m), m.Topic+" process",
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "kafka"),
-			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", m.Topic),
-			attribute.String("messaging.consumer.group.name", c.cc.Group),
-			attribute.String("messaging.destination.partition.id", strconv.Itoa(int(m.Partition))),
-			attribute.Int64("messaging.kafka.offset", m.Offset),
-			attribute.String("messaging.message.id", m.ID()),
-			attribute.String("cloudevents.event_type", m.Type()),
-		))
+	hctx, span := startProcess(ctx, c.tracer, m, c.cc.Group)
 	defer span.End()
 
 	err := c.attempt(hctx, m)
@@ -317,7 +307,7 @@ func (c *Consumer) attempt(ctx context.Context, m *Message) error {
 		c.outcome(m.Topic, OutcomeRetried)
 		d := c.backoff(retry)
 		c.log.Warn("kafka: handler failed; retrying", "msg", m.String(), "err", err, "attempt", retry+1, "backoff", d)
-		if !sleep(ctx, d) {
+		if !clock.Sleep(ctx, d) {
 			return ctx.Err()
 		}
 	}
@@ -381,21 +371,9 @@ func (c *Consumer) deadLetter(ctx context.Context, prod *Producer, km *ck.Messag
 			return ctx.Err()
 		}
 		c.log.Error("kafka: dead-letter produce failed; retrying", "msg", orig.String(), "err", err)
-		if !sleep(ctx, c.backoff(retry)) {
+		if !clock.Sleep(ctx, c.backoff(retry)) {
 			return ctx.Err()
 		}
-	}
-}
-
-// sleep waits d or until ctx is done; it reports whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

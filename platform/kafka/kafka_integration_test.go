@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -122,17 +123,30 @@ func TestRoundTripKeepsKeyHeadersAndTrace(t *testing.T) {
 		lastPerKey[string(m.Key)] = n
 	}
 
-	// The consumer span continues the producer's trace.
-	wantTrace := span.SpanContext().TraceID()
+	// One CONSUMER span "process <topic>" per message, a child of the context
+	// its headers carry, described with the messaging conventions.
+	parent := span.SpanContext()
+	var consumed []sdktrace.ReadOnlySpan
 	kafkatest.WaitFor(t, "consumer spans", func() bool {
-		n := 0
+		consumed = consumed[:0]
 		for _, s := range spans.Ended() {
-			if s.Name() == topic+" process" && s.SpanKind() == trace.SpanKindConsumer && s.SpanContext().TraceID() == wantTrace {
-				n++
+			if s.Name() == "process "+topic && s.SpanContext().TraceID() == parent.TraceID() {
+				consumed = append(consumed, s)
 			}
 		}
-		return n >= len(sent)
+		return len(consumed) >= len(sent)
 	})
+	for _, s := range consumed {
+		a := s.Attributes()
+		want, ok := byID[attrOf(a, "messaging.message.id")]
+		if !ok || s.SpanKind() != trace.SpanKindConsumer || s.Parent().SpanID() != parent.SpanID() ||
+			attrOf(a, "messaging.system") != "kafka" || attrOf(a, "messaging.operation.type") != "process" ||
+			attrOf(a, "messaging.destination.name") != topic || attrOf(a, "messaging.consumer.group.name") != group ||
+			attrOf(a, "messaging.destination.partition.id") == "" || attrOf(a, "messaging.kafka.offset") == "" ||
+			attrOf(a, "cloudevents.event_type") != want.Type() {
+			t.Errorf("consumer span %s [%s] parent %s: %v", s.Name(), s.SpanKind(), s.Parent().SpanID(), a)
+		}
+	}
 }
 
 func decode(t *testing.T, b []byte) *wrapperspb.StringValue {
@@ -144,60 +158,11 @@ func decode(t *testing.T, b []byte) *wrapperspb.StringValue {
 	return &v
 }
 
+// TestPoisonMessagesGoToDLQ: permanent failures and undecodable messages go
+// to the group's DLQ through a producer the consumer creates itself.
 func TestPoisonMessagesGoToDLQ(t *testing.T) {
 	t.Parallel()
-	cfg := kafkatest.Start(t)
-	topic := unique("poison")
-	group := unique("poison-group")
-	kafkatest.EnsureTopics(t, cfg, topic)
-
-	var handled collector
-	r := kafka.NewRouter()
-	kafka.On(r, func(ctx context.Context, v *wrapperspb.StringValue, m *kafka.Message) error {
-		if v.GetValue() == "poison" {
-			return kafka.Permanent(errors.New("cannot apply poison"))
-		}
-		return handled.handle(ctx, m)
-	})
-
-	// One key, so every message is on one partition behind the poison ones.
-	poison := kafkatest.Event(t, topic, "u1", "poison")
-	garbled := kafkatest.Event(t, topic, "u1", "x")
-	garbled.Value = []byte{0xff, 0xff, 0xff, 0xff} // known ce_type, undecodable bytes
-	unknown := kafkatest.Event(t, topic, "u1", "y")
-	unknown.Headers[kafka.HeaderType] = "puchi.other.v1.Unknown"
-	ok1, ok2 := kafkatest.Event(t, topic, "u1", "ok1"), kafkatest.Event(t, topic, "u1", "ok2")
-	kafkatest.Produce(t, cfg, poison, ok1, garbled, unknown, ok2)
-
-	c, _ := kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}, Backoff: time.Millisecond}, r.Handle)
-	kafkatest.WaitFor(t, "2 good messages", func() bool { return handled.len() == 2 })
-	// ok1, ok2 and the skipped unknown count as processed.
-	kafkatest.WaitFor(t, "3 processed, 2 dead-lettered", func() bool {
-		s := c.Stats()
-		return s.DeadLettered == 2 && s.Processed == 3
-	})
-	if s := c.Stats(); s.Retried != 0 {
-		t.Errorf("stats = %+v, want 0 retries (Permanent skips them)", s)
-	}
-
-	var dead collector
-	kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: unique("dlq-reader"), Topics: []string{kafka.DLQTopic(group)}}, dead.handle)
-	kafkatest.WaitFor(t, "2 messages in the DLQ", func() bool { return dead.len() == 2 })
-	want := map[string]kafka.Message{poison.ID(): poison, garbled.ID(): garbled}
-	for _, m := range dead.snapshot() {
-		orig, ok := want[m.ID()]
-		if !ok {
-			t.Fatalf("unexpected dead letter %s", m)
-		}
-		if string(m.Key) != "u1" || string(m.Value) != string(orig.Value) || m.Type() != orig.Type() {
-			t.Errorf("dead letter %s lost key, value or headers", m)
-		}
-		if m.Headers[kafka.HeaderDLQTopic] != topic || m.Headers[kafka.HeaderDLQGroup] != group ||
-			m.Headers[kafka.HeaderDLQPartition] == "" || m.Headers[kafka.HeaderDLQOffset] == "" ||
-			m.Headers[kafka.HeaderDLQError] == "" || m.Headers[kafka.HeaderDLQTime] == "" {
-			t.Errorf("dead letter %s: dlq headers incomplete: %v", m, m.Headers)
-		}
-	}
+	checkPoisonToDLQ(t, kafkatest.Start(t), nil)
 }
 
 func TestTransientErrorIsRetried(t *testing.T) {
@@ -268,16 +233,23 @@ func TestCancelDuringRetryDoesNotDeadLetter(t *testing.T) {
 		func(ctx context.Context, m *kafka.Message) error { return errors.New("downstream unavailable") })
 	kafkatest.WaitFor(t, "a retry", func() bool { return c.Stats().Retried >= 2 })
 	stop()
+	checkRedelivered(t, cfg, c, group, msg)
+}
+
+// checkRedelivered checks that c, stopped while msg (the only message of its
+// topic) was in hand, neither processed nor dead-lettered anything, that the
+// group's DLQ is empty, and that the group gets msg again: its offset was not
+// stored.
+func checkRedelivered(t *testing.T, cfg kafka.Config, c *kafka.Consumer, group string, msg kafka.Message) {
+	t.Helper()
 	if s := c.Stats(); s.DeadLettered != 0 || s.Processed != 0 {
-		t.Fatalf("stats after cancel = %+v, want nothing dead-lettered or processed", s)
+		t.Fatalf("stats after stop = %+v, want nothing dead-lettered or processed", s)
 	}
 	if n := highWatermarks(t, cfg, kafka.DLQTopic(group)); n != 0 {
 		t.Fatalf("DLQ holds %d records, want 0", n)
 	}
-
-	// The offset was not stored: the same group gets the message again.
 	var again collector
-	kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}}, again.handle)
+	kafkatest.RunConsumer(t, cfg, kafka.ConsumerConfig{Group: group, Topics: []string{msg.Topic}}, again.handle)
 	kafkatest.WaitFor(t, "redelivery", func() bool { return again.len() == 1 })
 	if got := again.snapshot()[0].ID(); got != msg.ID() {
 		t.Fatalf("redelivered %s, want %s", got, msg.ID())

@@ -94,10 +94,23 @@ func startProducerSpan(ctx context.Context, m *Message, op string, opType attrib
 		trace.WithSpanKind(kind), trace.WithAttributes(messageAttributes(m, op, opType)...))
 }
 
-// messageAttributes describes one produced message with the messaging semantic
-// conventions (and the CloudEvents id and type, as the consumer's span does).
+// startProcess starts the CONSUMER span "process <topic>" of group handling m,
+// following the OpenTelemetry messaging conventions: a child of the creation
+// context m's headers carry (see [StartCreate]), or of ctx's span when they
+// carry none. It returns the context handlers run in.
+func startProcess(ctx context.Context, tracer trace.Tracer, m *Message, group string) (context.Context, trace.Span) {
+	attrs := append(messageAttributes(m, "process", semconv.MessagingOperationTypeProcess),
+		semconv.MessagingConsumerGroupName(group),
+		semconv.MessagingKafkaOffset(int(m.Offset)))
+	return tracer.Start(ExtractTrace(ctx, m), "process "+m.Topic,
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+}
+
+// messageAttributes describes one message with the messaging semantic
+// conventions, plus the CloudEvents id (as messaging.message.id) and type. It
+// leaves room for the two attributes [startProcess] adds.
 func messageAttributes(m *Message, op string, opType attribute.KeyValue) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 8)
+	attrs := make([]attribute.KeyValue, 0, 10)
 	attrs = append(attrs,
 		semconv.MessagingSystemKafka,
 		opType,

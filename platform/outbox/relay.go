@@ -17,6 +17,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/puchi-dev/puchi/platform/clock"
 	"github.com/puchi-dev/puchi/platform/db"
 	"github.com/puchi-dev/puchi/platform/kafka"
 )
@@ -224,7 +225,7 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.log.WarnContext(ctx, "outbox publish failed", "failed", res.failed, "held_back", res.skipped,
 					"parked", res.parked, "sent", res.sent, "err", res.firstErr, "retry_in", backoff)
 			}
-			if !sleep(ctx, backoff) {
+			if !clock.Sleep(ctx, backoff) {
 				return nil
 			}
 			continue
@@ -702,16 +703,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
-}
-
-// sleep waits for d or ctx, reporting whether the wait completed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
