@@ -16,6 +16,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/puchi-dev/puchi/platform/clock"
 )
 
 // The retry budget (gRPC retryThrottling, and the same rule for keyed
@@ -168,12 +170,8 @@ func keyedRetryUnary(cfg ClientConfig, budget *retryBudget) grpc.UnaryClientInte
 				return err
 			}
 			// Full jitter, as gRPC's own retries: a random wait up to the backoff.
-			t := time.NewTimer(time.Duration(rand.Int64N(int64(wait)) + 1))
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !clock.Sleep(ctx, time.Duration(rand.Int64N(int64(wait))+1)) {
 				return err
-			case <-t.C:
 			}
 			wait = min(wait*2, cfg.RetryMaxBackoff)
 		}
