@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -35,7 +36,7 @@ type fakeS3 struct {
 func newFakeS3(t testing.TB) *fakeS3 {
 	t.Helper()
 	backend := s3mem.New()
-	srv := httptest.NewServer(gofakes3.New(backend).Server())
+	srv := httptest.NewServer(requireAccessKey("puchi", gofakes3.New(backend).Server()))
 	t.Cleanup(srv.Close)
 	return &fakeS3{backend: backend, cfg: S3Config{
 		Endpoint: strings.TrimPrefix(srv.URL, "http://"), Bucket: "puchi-media",
@@ -158,19 +159,34 @@ func TestS3StoreUnreachable(t *testing.T) {
 
 func TestS3StoreWrongCredentials(t *testing.T) {
 	t.Parallel()
-	// gofakes3 v1.2.0 does not verify request signatures (any access key and
-	// secret are accepted), so a refused credential cannot be produced here
-	// without faking the server's answer. Check it against a real MinIO.
 	f := newFakeS3(t)
 	cfg := f.cfg
 	cfg.AccessKey, cfg.SecretKey = "nobody", "wrong"
 	_, err := NewS3Store(context.Background(), cfg)
 	if err == nil {
-		t.Skip("gofakes3 does not check credentials: wrong keys are accepted")
+		t.Fatal("NewS3Store with an unknown access key succeeded")
 	}
-	if !strings.HasPrefix(err.Error(), "media: S3 store at http://"+cfg.Endpoint+": ") {
+	if !strings.HasPrefix(err.Error(), "media: S3 store at http://"+cfg.Endpoint+": ") || !strings.Contains(err.Error(), "Access Denied") {
 		t.Fatalf("wrong credentials: %v", err)
 	}
+	if ok, _ := f.backend.BucketExists(cfg.Bucket); ok {
+		t.Error("a refused client created the bucket")
+	}
+}
+
+// requireAccessKey answers 403 AccessDenied, as S3 and MinIO do, to a request
+// not signed with access key id: gofakes3 accepts any credentials, so this
+// front checks the key id of the SigV4 Authorization header (not the signature).
+func requireAccessKey(id string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.Header.Get("Authorization"), "Credential="+id+"/") {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message><Resource>`+r.URL.Path+`</Resource></Error>`)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func TestS3StoreBucket(t *testing.T) {
