@@ -83,6 +83,14 @@ func (f *fakeUsers) GetMe(ctx context.Context, _ *userv1.GetMeRequest) (*userv1.
 	return &userv1.GetMeResponse{User: &userv1.User{Id: "u-1", Username: "alice", Email: "alice@example.com", DisplayName: "Alice A."}}, nil
 }
 
+// DeleteMe succeeds only when the password of the DELETE body reached it.
+func (f *fakeUsers) DeleteMe(_ context.Context, req *userv1.DeleteMeRequest) (*userv1.DeleteMeResponse, error) {
+	if req.GetPassword() != "s3cret" {
+		return nil, status.Error(codes.InvalidArgument, "the password did not reach the service")
+	}
+	return &userv1.DeleteMeResponse{}, nil
+}
+
 type upstream struct {
 	conn   *grpc.ClientConn
 	health *health.Server
@@ -413,6 +421,16 @@ func TestEndToEnd(t *testing.T) {
 			name:   "delete me without token",
 			call:   call{method: "DELETE", path: "/v1/users/me"},
 			status: 401, errStatus: "UNAUTHENTICATED", reason: "TOKEN_MISSING",
+		},
+		{
+			name:   "delete me passes the password in the DELETE body",
+			call:   call{method: "DELETE", path: "/v1/users/me", body: strings.NewReader(`{"password":"s3cret"}`), header: good},
+			status: 200,
+		},
+		{
+			name:   "delete me without a body reaches the service without a password",
+			call:   call{method: "DELETE", path: "/v1/users/me", header: good},
+			status: 400, errStatus: "INVALID_ARGUMENT",
 		},
 		{
 			name:   "unimplemented upstream method",

@@ -75,12 +75,14 @@ func rateLimit(l *clientLimiter, next http.Handler) http.Handler {
 	})
 }
 
-// authRateLimit applies l only to /v1/auth/* (sign-in, registration, refresh),
-// whose password hashing costs far more than other requests.
+// authRateLimit applies l only to the requests that check a password —
+// /v1/auth/* (sign-in, registration, refresh) and account deletion — whose
+// password hashing costs far more than other requests and which are what a
+// password guesser would call.
 func authRateLimit(l *clientLimiter, next http.Handler) http.Handler {
 	limited := rateLimit(l, next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v1/auth/") {
+		if strings.HasPrefix(r.URL.Path, "/v1/auth/") || (r.Method == http.MethodDelete && r.URL.Path == "/v1/users/me") {
 			limited.ServeHTTP(w, r)
 			return
 		}

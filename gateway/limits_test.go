@@ -313,23 +313,30 @@ func TestAuthRateLimitOnlyLimitsAuthRoutes(t *testing.T) {
 	t.Parallel()
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	h := authRateLimit(newClientLimiter(0.01, 2), ok)
-	codes := func(path string, n int) []int {
-		var out []int
-		for range n {
-			rec := httptest.NewRecorder()
-			req := httptest.NewRequest(http.MethodPost, path, nil)
-			req.RemoteAddr = "203.0.113.9:4000"
-			h.ServeHTTP(rec, req)
-			out = append(out, rec.Code)
-		}
-		return out
-	}
+	codes := func(path string, n int) []int { return methodCodes(h, http.MethodPost, path, "203.0.113.9:4000", n) }
 	if got := codes("/v1/auth/login", 3); got[0] != 204 || got[1] != 204 || got[2] != http.StatusTooManyRequests {
 		t.Fatalf("auth route: %v, want burst of 2 then 429", got)
 	}
-	for _, c := range codes("/v1/users/me", 5) {
+	for _, c := range methodCodes(h, http.MethodGet, "/v1/users/me", "203.0.113.9:4000", 5) {
 		if c != 204 {
 			t.Fatalf("non-auth route limited: %d", c)
 		}
 	}
+	// Account deletion checks the password: limited like sign-in (another client).
+	if got := methodCodes(h, http.MethodDelete, "/v1/users/me", "203.0.113.10:4000", 3); got[0] != 204 || got[1] != 204 || got[2] != http.StatusTooManyRequests {
+		t.Fatalf("DELETE /v1/users/me: %v, want burst of 2 then 429", got)
+	}
+}
+
+// methodCodes sends n requests from addr through h and returns the status codes.
+func methodCodes(h http.Handler, method, path, addr string, n int) []int {
+	var out []int
+	for range n {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(method, path, nil)
+		req.RemoteAddr = addr
+		h.ServeHTTP(rec, req)
+		out = append(out, rec.Code)
+	}
+	return out
 }

@@ -291,8 +291,23 @@ func learnerAccountFlow(t *testing.T, dbURL string) {
 		Tokens tokens   `json:"tokens"`
 	}
 	m.expect(t, 200, "POST", "/v1/auth/register", "", registration("chi@example.com", "chi"), &other)
-	m.expect(t, 200, "DELETE", "/v1/users/me", other.Tokens.AccessToken, nil, nil)
+	// Deletion takes the password again: without it 400 naming the field, with a
+	// wrong one 401 INVALID_CREDENTIALS; the account survives both.
+	m.expect(t, 400, "DELETE", "/v1/users/me", other.Tokens.AccessToken, nil, &e)
+	if e.Error.Status != "INVALID_ARGUMENT" || len(e.Error.Fields) != 1 || e.Error.Fields[0].Field != "password" {
+		t.Fatalf("delete without password: %+v", e)
+	}
+	m.expect(t, 401, "DELETE", "/v1/users/me", other.Tokens.AccessToken, map[string]any{"password": "wrong password"}, &e)
+	if e.Error.Status != "UNAUTHENTICATED" || e.Error.Reason != "INVALID_CREDENTIALS" {
+		t.Fatalf("delete with a wrong password: %+v", e)
+	}
+	m.expect(t, 200, "GET", "/v1/users/me", other.Tokens.AccessToken, nil, &me)
+	m.expect(t, 200, "DELETE", "/v1/users/me", other.Tokens.AccessToken, map[string]any{"password": "correct horse battery"}, nil)
 	m.expect(t, 404, "GET", "/v1/users/me", other.Tokens.AccessToken, nil, &e)
+	m.expect(t, 401, "POST", "/v1/auth/login", "", map[string]any{"email": "chi@example.com", "password": "correct horse battery"}, &e)
+	if e.Error.Reason != "INVALID_CREDENTIALS" {
+		t.Fatalf("login after delete: %+v", e)
+	}
 
 	// gRPC reflection lists the service on the user port.
 	checkReflection(t, m.sys.Instances[0].GRPCAddr(), m.tls)

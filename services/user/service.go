@@ -93,6 +93,16 @@ func (s *Service) withHashSlot(ctx context.Context, fn func()) error {
 	return nil
 }
 
+// checkPassword reports whether pw matches the stored hash. It holds a hashing
+// slot (see [Service.withHashSlot]) while verifying, so every password check,
+// at sign-in or confirming a deletion, shares the same bound and fails with
+// ResourceExhausted when the slots stay taken.
+func (s *Service) checkPassword(ctx context.Context, hash, pw string) (bool, error) {
+	var ok bool
+	err := s.withHashSlot(ctx, func() { ok = VerifyPassword(hash, pw) })
+	return ok, err
+}
+
 // New returns the service over an opened, migrated database.
 func New(d *db.DB, issuer *auth.Issuer, cfg Config) *Service {
 	if cfg.AccessTTL <= 0 {
@@ -152,7 +162,12 @@ func (s *Service) Register(ctx context.Context, req *userv1.RegisterRequest) (*u
 	return &userv1.RegisterResponse{User: toProto(u), Tokens: tokens}, nil
 }
 
-var errBadCredentials = apperr.Unauthenticated("INVALID_CREDENTIALS", "email or password is incorrect")
+var (
+	errBadCredentials = apperr.Unauthenticated("INVALID_CREDENTIALS", "email or password is incorrect")
+	// errBadPassword refuses a wrong password confirming an action of a signed-in
+	// user; same reason as a failed sign-in.
+	errBadPassword = apperr.Unauthenticated("INVALID_CREDENTIALS", "password is incorrect")
+)
 
 // Login exchanges email and password for a new token family.
 func (s *Service) Login(ctx context.Context, req *userv1.LoginRequest) (*userv1.LoginResponse, error) {
@@ -164,8 +179,8 @@ func (s *Service) Login(ctx context.Context, req *userv1.LoginRequest) (*userv1.
 	if err != nil {
 		hash = dummyHash // an unknown email costs the same as a wrong password
 	}
-	var ok bool
-	if herr := s.withHashSlot(ctx, func() { ok = VerifyPassword(hash, req.GetPassword()) }); herr != nil {
+	ok, herr := s.checkPassword(ctx, hash, req.GetPassword())
+	if herr != nil {
 		return nil, herr
 	}
 	if err != nil || !ok {
@@ -306,11 +321,26 @@ func (s *Service) UpdateMe(ctx context.Context, req *userv1.UpdateMeRequest) (*u
 }
 
 // DeleteMe erases the caller's account and tokens and publishes UserDeleted, on
-// which every other service erases that user's data.
-func (s *Service) DeleteMe(ctx context.Context, _ *userv1.DeleteMeRequest) (*userv1.DeleteMeResponse, error) {
+// which every other service erases that user's data. The request's password is
+// verified first, as at [Service.Login] (same hashing slots): a wrong one is
+// refused with Unauthenticated INVALID_CREDENTIALS before anything is written.
+// The hash is checked outside the transaction, so that no database lock is held
+// while argon2id runs.
+func (s *Service) DeleteMe(ctx context.Context, req *userv1.DeleteMeRequest) (*userv1.DeleteMeResponse, error) {
 	id, err := callerID(ctx)
 	if err != nil {
 		return nil, err
+	}
+	u, err := s.store.UserByID(ctx, s.db, id)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := s.checkPassword(ctx, u.PasswordHash, req.GetPassword())
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errBadPassword
 	}
 	err = s.db.InTx(ctx, func(ctx context.Context, tx *db.Tx) error {
 		if err := s.store.DeleteUser(ctx, tx, id); err != nil {

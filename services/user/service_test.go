@@ -2,10 +2,15 @@ package user
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	userv1 "github.com/puchi-dev/puchi/gen/go/puchi/user/v1"
@@ -13,6 +18,7 @@ import (
 	"github.com/puchi-dev/puchi/platform/auth"
 	"github.com/puchi-dev/puchi/platform/db"
 	"github.com/puchi-dev/puchi/platform/db/dbtest"
+	"github.com/puchi-dev/puchi/platform/grpcx"
 	"github.com/puchi-dev/puchi/platform/kafka"
 	"github.com/puchi-dev/puchi/platform/service/servicetest"
 )
@@ -115,7 +121,7 @@ func TestAccountLifecycle(t *testing.T) {
 		}
 
 		// Delete: the account is gone, its tokens with it.
-		if _, err := s.DeleteMe(as(t, ver, login.GetTokens().GetAccessToken()), &userv1.DeleteMeRequest{}); err != nil {
+		if _, err := s.DeleteMe(as(t, ver, login.GetTokens().GetAccessToken()), &userv1.DeleteMeRequest{Password: "long enough pw"}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Login(ctx, &userv1.LoginRequest{Email: "lan@example.com", Password: "long enough pw"}); reasonOf(err) != "INVALID_CREDENTIALS" {
@@ -124,7 +130,7 @@ func TestAccountLifecycle(t *testing.T) {
 		if _, err := s.Refresh(ctx, &userv1.RefreshRequest{RefreshToken: login.GetTokens().GetRefreshToken()}); apperr.KindOf(err) != apperr.KindUnauthenticated {
 			t.Fatalf("refresh after delete: %v", err)
 		}
-		if _, err := s.DeleteMe(as(t, ver, login.GetTokens().GetAccessToken()), &userv1.DeleteMeRequest{}); apperr.KindOf(err) != apperr.KindNotFound {
+		if _, err := s.DeleteMe(as(t, ver, login.GetTokens().GetAccessToken()), &userv1.DeleteMeRequest{Password: "long enough pw"}); apperr.KindOf(err) != apperr.KindNotFound {
 			t.Fatalf("second delete: %v", err)
 		}
 
@@ -137,6 +143,116 @@ func TestAccountLifecycle(t *testing.T) {
 		if err := proto.Unmarshal(rows[1].Value, &ev); err != nil || ev.GetDisplayName() != name || len(ev.GetChangedFields()) != 1 {
 			t.Errorf("UserProfileUpdated payload: %v %v", &ev, err)
 		}
+	})
+}
+
+// startServer serves s behind the platform's interceptors (authentication,
+// protovalidate), trusting ver's tokens, and returns a client.
+func startServer(t *testing.T, s *Service, ver *auth.Verifier) userv1.UserServiceClient {
+	t.Helper()
+	srv, err := grpcx.NewServer(grpcx.ServerConfig{Name: Name, Addr: "127.0.0.1:0", Verifier: ver, PublicMethods: PublicMethods})
+	if err != nil {
+		t.Fatal(err)
+	}
+	userv1.RegisterUserServiceServer(srv, s)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis) }()
+	t.Cleanup(func() { cancel(); <-done })
+	conn, err := grpcx.Dial(lis.Addr().String(), grpcx.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return userv1.NewUserServiceClient(conn)
+}
+
+// statusReason returns the ErrorInfo reason of a gRPC error.
+func statusReason(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// badFields returns the fields named by the BadRequest detail of err.
+func badFields(err error) []string {
+	var fields []string
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	return fields
+}
+
+// Deleting an account takes the password again: without it the request is
+// invalid, with a wrong one it is refused; either way the account stays and no
+// UserDeleted is written. The right one deletes and publishes.
+func TestDeleteMeRequiresThePassword(t *testing.T) {
+	servicetest.ForEachDB(t, migrations, func(t *testing.T, d *db.DB) {
+		s, ver := newTestService(t, d)
+		client := startServer(t, s, ver)
+		reg := register(t, s, "mai@example.com", "mai")
+		uid := reg.GetUser().GetId()
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+reg.GetTokens().GetAccessToken())
+
+		stillThere := func(when string) {
+			t.Helper()
+			if _, err := client.GetMe(ctx, &userv1.GetMeRequest{}); err != nil {
+				t.Fatalf("%s: GetMe: %v", when, err)
+			}
+			if _, err := client.Login(context.Background(), &userv1.LoginRequest{Email: "mai@example.com", Password: "long enough pw"}); err != nil {
+				t.Fatalf("%s: login: %v", when, err)
+			}
+			servicetest.CheckOutbox(t, outboxRows(t, d), kafka.TopicUserEvents, uid, "puchi.user.v1.UserRegistered")
+		}
+
+		_, err := client.DeleteMe(ctx, &userv1.DeleteMeRequest{})
+		if status.Code(err) != codes.InvalidArgument || len(badFields(err)) != 1 || badFields(err)[0] != "password" {
+			t.Fatalf("no password: %v (fields %v), want InvalidArgument naming password", err, badFields(err))
+		}
+		stillThere("no password")
+
+		for _, pw := range []string{"wrong password", "LONG ENOUGH PW", "long enough pw "} {
+			_, err = client.DeleteMe(ctx, &userv1.DeleteMeRequest{Password: pw})
+			if status.Code(err) != codes.Unauthenticated || statusReason(err) != "INVALID_CREDENTIALS" {
+				t.Fatalf("password %q: %v, want Unauthenticated INVALID_CREDENTIALS", pw, err)
+			}
+		}
+		stillThere("wrong password")
+
+		// Password checks share the sign-in hashing slots: saturated, a deletion
+		// is refused with ResourceExhausted and deletes nothing.
+		s.hashWait = 20 * time.Millisecond
+		for range cap(s.hashing) {
+			s.hashing <- struct{}{}
+		}
+		_, err = s.DeleteMe(as(t, ver, reg.GetTokens().GetAccessToken()), &userv1.DeleteMeRequest{Password: "long enough pw"})
+		for range cap(s.hashing) {
+			<-s.hashing
+		}
+		if apperr.KindOf(err) != apperr.KindTooMany {
+			t.Fatalf("saturated delete: %v, want TooMany", err)
+		}
+		stillThere("hashing saturated")
+
+		if _, err := client.DeleteMe(ctx, &userv1.DeleteMeRequest{Password: "long enough pw"}); err != nil {
+			t.Fatalf("right password: %v", err)
+		}
+		if _, err := client.Login(context.Background(), &userv1.LoginRequest{Email: "mai@example.com", Password: "long enough pw"}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("login after delete: %v", err)
+		}
+		servicetest.CheckOutbox(t, outboxRows(t, d), kafka.TopicUserEvents, uid,
+			"puchi.user.v1.UserRegistered", "puchi.user.v1.UserDeleted")
 	})
 }
 

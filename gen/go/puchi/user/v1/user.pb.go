@@ -1067,9 +1067,12 @@ func (x *UpdateMeResponse) GetUser() *User {
 	return nil
 }
 
-// DeleteMeRequest is empty: the user comes from the access token.
+// DeleteMeRequest confirms the deletion of the signed-in user's account; the
+// user comes from the access token.
 type DeleteMeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Current password of the account, checked as at sign-in.
+	Password      string `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1102,6 +1105,13 @@ func (x *DeleteMeRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use DeleteMeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMeRequest) Descriptor() ([]byte, []int) {
 	return file_puchi_user_v1_user_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteMeRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
 }
 
 // DeleteMeResponse is empty: the account is gone.
@@ -1410,8 +1420,10 @@ const file_puchi_user_v1_user_proto_rawDesc = "" +
 	"\x0e_daily_goal_xpB\x12\n" +
 	"\x10_avatar_media_id\";\n" +
 	"\x10UpdateMeResponse\x12'\n" +
-	"\x04user\x18\x01 \x01(\v2\x13.puchi.user.v1.UserR\x04user\"\x11\n" +
-	"\x0fDeleteMeRequest\"\x12\n" +
+	"\x04user\x18\x01 \x01(\v2\x13.puchi.user.v1.UserR\x04user\"9\n" +
+	"\x0fDeleteMeRequest\x12&\n" +
+	"\bpassword\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bpassword\"\x12\n" +
 	"\x10DeleteMeResponse\"N\n" +
 	"\x17GetPublicProfileRequest\x123\n" +
 	"\busername\x18\x01 \x01(\tB\x17\xbaH\x14r\x12\x10\x03\x18\x1e2\f^[a-z0-9_]+$R\busername\"R\n" +
@@ -1429,7 +1441,7 @@ const file_puchi_user_v1_user_proto_rawDesc = "" +
 	"\fROLE_LEARNER\x10\x01\x12\x10\n" +
 	"\fROLE_TEACHER\x10\x02\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x032\xa2\b\n" +
+	"ROLE_ADMIN\x10\x032\xa5\b\n" +
 	"\vUserService\x12t\n" +
 	"\bRegister\x12\x1e.puchi.user.v1.RegisterRequest\x1a\x1f.puchi.user.v1.RegisterResponse\"'\x92A\b\n" +
 	"\x04Authb\x00\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/auth/register\x12h\n" +
@@ -1444,9 +1456,9 @@ const file_puchi_user_v1_user_proto_rawDesc = "" +
 	"\x05GetMe\x12\x1b.puchi.user.v1.GetMeRequest\x1a\x1c.puchi.user.v1.GetMeResponse\"$\x92A\a\n" +
 	"\x05Users\x82\xd3\xe4\x93\x02\x14b\x04user\x12\f/v1/users/me\x12t\n" +
 	"\bUpdateMe\x12\x1e.puchi.user.v1.UpdateMeRequest\x1a\x1f.puchi.user.v1.UpdateMeResponse\"'\x92A\a\n" +
-	"\x05Users\x82\xd3\xe4\x93\x02\x17:\x01*b\x04user2\f/v1/users/me\x12k\n" +
-	"\bDeleteMe\x12\x1e.puchi.user.v1.DeleteMeRequest\x1a\x1f.puchi.user.v1.DeleteMeResponse\"\x1e\x92A\a\n" +
-	"\x05Users\x82\xd3\xe4\x93\x02\x0e*\f/v1/users/me\x12o\n" +
+	"\x05Users\x82\xd3\xe4\x93\x02\x17:\x01*b\x04user2\f/v1/users/me\x12n\n" +
+	"\bDeleteMe\x12\x1e.puchi.user.v1.DeleteMeRequest\x1a\x1f.puchi.user.v1.DeleteMeResponse\"!\x92A\a\n" +
+	"\x05Users\x82\xd3\xe4\x93\x02\x11:\x01**\f/v1/users/me\x12o\n" +
 	"\x14BatchGetDisplayNames\x12*.puchi.user.v1.BatchGetDisplayNamesRequest\x1a+.puchi.user.v1.BatchGetDisplayNamesResponseB\xb7\x03\x92A\xfb\x02\x12\xb5\x01\n" +
 	"\tPuchi API\x12\xa2\x01REST API of Puchi, a language-learning backend. Every call needs an access token (`Authorization: Bearer <token>`) except registration, login, refresh and logout.2\x031.0*\x02\x01\x022\x10application/json:\x10application/jsonZ\x8a\x01\n" +
 	"\x87\x01\n" +

@@ -235,6 +235,9 @@ func request_UserService_DeleteMe_0(ctx context.Context, marshaler runtime.Marsh
 		protoReq DeleteMeRequest
 		metadata runtime.ServerMetadata
 	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
 	if req.Body != nil {
 		_, _ = io.Copy(io.Discard, req.Body)
 	}
@@ -247,6 +250,9 @@ func local_request_UserService_DeleteMe_0(ctx context.Context, marshaler runtime
 		protoReq DeleteMeRequest
 		metadata runtime.ServerMetadata
 	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
 	msg, err := server.DeleteMe(ctx, &protoReq)
 	return msg, metadata, err
 }

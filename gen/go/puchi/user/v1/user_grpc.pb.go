@@ -61,6 +61,10 @@ type UserServiceClient interface {
 	UpdateMe(ctx context.Context, in *UpdateMeRequest, opts ...grpc.CallOption) (*UpdateMeResponse, error)
 	// DeleteMe deletes the signed-in user's account and revokes all of its
 	// sessions. Every service then erases the user's data (UserDeleted event).
+	// The account's password must be given again, so that an access token alone
+	// (a stolen one, say) cannot erase an account: without it the call fails with
+	// INVALID_ARGUMENT naming `password`; with a wrong one, with UNAUTHENTICATED
+	// (reason INVALID_CREDENTIALS), and nothing is deleted.
 	DeleteMe(ctx context.Context, in *DeleteMeRequest, opts ...grpc.CallOption) (*DeleteMeResponse, error)
 	// BatchGetDisplayNames returns the display names of up to 100 users. Internal:
 	// for other services, not exposed over REST. Unknown ids are left out of the
@@ -194,6 +198,10 @@ type UserServiceServer interface {
 	UpdateMe(context.Context, *UpdateMeRequest) (*UpdateMeResponse, error)
 	// DeleteMe deletes the signed-in user's account and revokes all of its
 	// sessions. Every service then erases the user's data (UserDeleted event).
+	// The account's password must be given again, so that an access token alone
+	// (a stolen one, say) cannot erase an account: without it the call fails with
+	// INVALID_ARGUMENT naming `password`; with a wrong one, with UNAUTHENTICATED
+	// (reason INVALID_CREDENTIALS), and nothing is deleted.
 	DeleteMe(context.Context, *DeleteMeRequest) (*DeleteMeResponse, error)
 	// BatchGetDisplayNames returns the display names of up to 100 users. Internal:
 	// for other services, not exposed over REST. Unknown ids are left out of the
