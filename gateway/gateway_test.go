@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	userv1 "github.com/puchi-dev/puchi/gen/go/puchi/user/v1"
+	"github.com/puchi-dev/puchi/platform/telemetry/telemetrytest"
 )
 
 // fakeUsers is a tiny user service: alice exists, every other user does not.
@@ -762,18 +762,6 @@ func TestRunListenerClosed(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger used from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -790,14 +778,12 @@ func TestAccessLog(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var buf syncBuffer
+			var buf telemetrytest.LogBuffer
 			h := accessLog(slog.New(slog.NewJSONHandler(&buf, nil)), tt.handler)
 			req := httptest.NewRequest("POST", "/v1/auth/login?secret=1", strings.NewReader(`{"password":"hunter2"}`))
 			req.RemoteAddr = "192.0.2.44:5555"
 			h.ServeHTTP(httptest.NewRecorder(), req)
-			buf.mu.Lock()
-			line := buf.b.String()
-			buf.mu.Unlock()
+			line := buf.String()
 			if strings.Count(line, "\n") != 1 {
 				t.Fatalf("want one log line, got %q", line)
 			}

@@ -22,6 +22,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/puchi-dev/puchi/platform/telemetry/telemetrytest"
 )
 
 // proc is one `puchi` process of the topology. Its stdout and stderr go to out,
@@ -36,24 +38,7 @@ type proc struct {
 	done chan struct{} // closed when the current run has exited
 	err  error         // the current run's exit status, once done
 	down bool          // stopped on purpose by the test
-	out  syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	out  telemetrytest.LogBuffer
 }
 
 // cluster owns the processes and kills them all when the test ends.

@@ -1,11 +1,9 @@
 package system_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/puchi-dev/puchi/internal/system"
 	"github.com/puchi-dev/puchi/platform/config"
 	"github.com/puchi-dev/puchi/platform/kafka"
+	"github.com/puchi-dev/puchi/platform/telemetry/telemetrytest"
 	"github.com/puchi-dev/puchi/services/content"
 )
 
@@ -133,7 +132,7 @@ func rawProduce(t *testing.T, brokers string, sec ck.ConfigMap, timeout time.Dur
 // user, and no line carries the password.
 func TestSASLEmbeddedBrokerLogsWithoutPassword(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
+	var logs telemetrytest.LogBuffer
 	sys := build(t, saslEnv("SCRAM-SHA-256"), slog.New(slog.NewJSONHandler(&logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -194,7 +193,7 @@ func TestSASLEmbeddedBrokerRefusals(t *testing.T) {
 			if _, err := cfg.EmbeddedBroker(); err == nil {
 				t.Fatal("EmbeddedBroker accepted the settings")
 			}
-			var logs lockedBuffer
+			var logs telemetrytest.LogBuffer
 			sys, err := system.Build(t.Context(), cfg, system.Options{Embedded: true, Lookup: config.MapLookup(nil), Log: slog.New(slog.NewJSONHandler(&logs, nil))})
 			if err == nil {
 				sys.Broker.Close()
@@ -236,22 +235,4 @@ func build(t *testing.T, env map[string]string, log *slog.Logger) *system.System
 		t.Fatalf("build: %v", err)
 	}
 	return sys
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

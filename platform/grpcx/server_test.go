@@ -1,13 +1,11 @@
 package grpcx_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +27,7 @@ import (
 	"github.com/puchi-dev/puchi/platform/apperr"
 	"github.com/puchi-dev/puchi/platform/auth"
 	"github.com/puchi-dev/puchi/platform/grpcx"
+	"github.com/puchi-dev/puchi/platform/telemetry/telemetrytest"
 )
 
 const (
@@ -186,29 +185,11 @@ func (s *testService) register(r grpc.ServiceRegistrar) {
 	}, s)
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type fixture struct {
 	types   testTypes
 	srv     *grpcx.Server
 	conn    *grpc.ClientConn
-	logs    *syncBuffer
+	logs    *telemetrytest.LogBuffer
 	metrics *prometheus.Registry
 	issuer  *auth.Issuer
 	cancel  context.CancelFunc
@@ -229,7 +210,7 @@ func start(t *testing.T, key *auth.KeyPair, relayTo string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{types: newTestTypes(t), logs: &syncBuffer{}, metrics: prometheus.NewRegistry(), issuer: issuer, done: make(chan error, 1)}
+	f := &fixture{types: newTestTypes(t), logs: &telemetrytest.LogBuffer{}, metrics: prometheus.NewRegistry(), issuer: issuer, done: make(chan error, 1)}
 	f.srv, err = grpcx.NewServer(grpcx.ServerConfig{
 		Name:          "test",
 		Verifier:      verifier,

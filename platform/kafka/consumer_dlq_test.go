@@ -1,12 +1,10 @@
 package kafka_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/puchi-dev/puchi/platform/kafka"
 	"github.com/puchi-dev/puchi/platform/kafka/kafkatest"
+	"github.com/puchi-dev/puchi/platform/telemetry/telemetrytest"
 )
 
 // TestPoisonMessagesGoToDLQSharedProducer is TestPoisonMessagesGoToDLQ with the
@@ -130,7 +129,7 @@ func TestClosedSharedProducerLosesNothing(t *testing.T) {
 	if err := closed.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
+	var logs telemetrytest.LogBuffer
 	c, err := kafka.NewConsumer(cfg, kafka.ConsumerConfig{Group: group, Topics: []string{topic}, Backoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, DLQProducer: closed},
 		func(context.Context, *kafka.Message) error { return kafka.Permanent(errors.New("poison")) },
 		slog.New(slog.NewTextHandler(&logs, nil)))
@@ -138,26 +137,7 @@ func TestClosedSharedProducerLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := kafkatest.Go(t, "consumer", c.Run)
-	kafkatest.WaitFor(t, "failed dead-letter attempts", func() bool { return logs.count("dead-letter produce failed") >= 3 })
+	kafkatest.WaitFor(t, "failed dead-letter attempts", func() bool { return strings.Count(logs.String(), "dead-letter produce failed") >= 3 })
 	stop()
 	checkRedelivered(t, cfg, c, group, msg)
-}
-
-// logBuffer collects log output; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// count is how often s occurs in what was logged so far.
-func (b *logBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
 }

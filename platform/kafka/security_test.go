@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/puchi-dev/puchi/platform/broker"
 	"github.com/puchi-dev/puchi/platform/kafka"
 	"github.com/puchi-dev/puchi/platform/kafka/kafkatest"
+	"github.com/puchi-dev/puchi/platform/telemetry/telemetrytest"
 )
 
 func TestSecurityConfigMapping(t *testing.T) {
@@ -186,7 +186,7 @@ func TestSASLWrongCredentialsFail(t *testing.T) {
 		t.Errorf("EnsureTopics took %s, want it bounded by the 5s context", d)
 	}
 
-	var logs syncBuffer
+	var logs telemetrytest.LogBuffer
 	p, err := kafka.NewProducer(bad, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -206,21 +206,4 @@ func TestSASLWrongCredentialsFail(t *testing.T) {
 	} else if strings.Contains(out, "wrong-password") {
 		t.Errorf("producer log leaks the password:\n%s", out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

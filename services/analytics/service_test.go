@@ -2,12 +2,12 @@ package analytics
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -241,24 +241,8 @@ func TestUserDeletedErasesLearner(t *testing.T) {
 func startServer(t *testing.T, s *Service) (analyticsv1.AnalyticsServiceClient, *auth.Issuer) {
 	t.Helper()
 	iss, ver := servicetest.Auth(t)
-	srv, err := grpcx.NewServer(grpcx.ServerConfig{Name: Name, Addr: "127.0.0.1:0", Verifier: ver})
-	if err != nil {
-		t.Fatal(err)
-	}
-	analyticsv1.RegisterAnalyticsServiceServer(srv, s)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-done })
-	conn, err := grpcx.Dial(lis.Addr().String(), grpcx.ClientConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := servicetest.Serve(t, grpcx.ServerConfig{Name: Name, Verifier: ver},
+		func(r grpc.ServiceRegistrar) { analyticsv1.RegisterAnalyticsServiceServer(r, s) })
 	return analyticsv1.NewAnalyticsServiceClient(conn), iss
 }
 

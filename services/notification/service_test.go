@@ -2,7 +2,6 @@ package notification
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -407,27 +406,8 @@ func TestInboxReadAndPaging(t *testing.T) {
 // returns a client and a token maker.
 func streamServer(t *testing.T, s *Service, iss *auth.Issuer, ver *auth.Verifier) (notificationv1.NotificationServiceClient, func(user string) context.Context) {
 	t.Helper()
-	srv, err := grpcx.NewServer(grpcx.ServerConfig{Name: Name, Verifier: ver, GracefulTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	notificationv1.RegisterNotificationServiceServer(srv, s)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	conn, err := grpcx.Dial(lis.Addr().String(), grpcx.ClientConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		cancel()
-		<-done
-	})
+	conn := servicetest.Serve(t, grpcx.ServerConfig{Name: Name, Verifier: ver, GracefulTimeout: 100 * time.Millisecond},
+		func(r grpc.ServiceRegistrar) { notificationv1.RegisterNotificationServiceServer(r, s) })
 	return notificationv1.NewNotificationServiceClient(conn), func(user string) context.Context {
 		tok, _, err := iss.Issue(user, auth.RoleLearner, time.Hour)
 		if err != nil {

@@ -2,12 +2,12 @@ package user
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -150,24 +150,8 @@ func TestAccountLifecycle(t *testing.T) {
 // protovalidate), trusting ver's tokens, and returns a client.
 func startServer(t *testing.T, s *Service, ver *auth.Verifier) userv1.UserServiceClient {
 	t.Helper()
-	srv, err := grpcx.NewServer(grpcx.ServerConfig{Name: Name, Addr: "127.0.0.1:0", Verifier: ver, PublicMethods: PublicMethods})
-	if err != nil {
-		t.Fatal(err)
-	}
-	userv1.RegisterUserServiceServer(srv, s)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-done })
-	conn, err := grpcx.Dial(lis.Addr().String(), grpcx.ClientConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := servicetest.Serve(t, grpcx.ServerConfig{Name: Name, Verifier: ver, PublicMethods: PublicMethods},
+		func(r grpc.ServiceRegistrar) { userv1.RegisterUserServiceServer(r, s) })
 	return userv1.NewUserServiceClient(conn)
 }
 

@@ -1,6 +1,7 @@
 // Package servicetest holds what the tests of every Puchi service share: a run
-// per database engine, a caller's context, a token issuer and verifier, the rows
-// a service wrote to its outbox, events built and delivered as a consumer would
+// per database engine, a caller's context, a token issuer and verifier, a gRPC
+// server behind the platform's interceptors and a client of it, the rows a
+// service wrote to its outbox, events built and delivered as a consumer would
 // deliver them, and a clock the test moves by hand. It knows no service; each
 // service's tests keep their own fixtures and assertions.
 package servicetest
