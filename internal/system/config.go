@@ -24,6 +24,7 @@ type Config struct {
 	Replication int           `env:"KAFKA_REPLICATION_FACTOR" default:"1" help:"replication factor of provisioned topics"`
 	Retention   time.Duration `env:"KAFKA_RETENTION" default:"720h" help:"retention.ms set on every topic (30 days)"`
 	TopicRet    string        `env:"KAFKA_TOPIC_RETENTION" help:"per-topic retention overrides: topic=duration,..."`
+	Linger      time.Duration `env:"KAFKA_LINGER" default:"1ms" help:"producer linger.ms: how long the producer waits to batch records (0: send at once; more: bigger batches, more latency)"`
 
 	// Kafka client security (platform/kafka/security.go), for every client.
 	KafkaSASLMechanism string        `env:"KAFKA_SASL_MECHANISM" help:"SASL authentication to Kafka: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (PLAIN only with KAFKA_TLS); the embedded broker then requires it with these credentials (SCRAM only); empty: none"`
@@ -110,6 +111,9 @@ func (c *Config) Validate() error {
 	if _, err := c.topicRetention(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.Linger < 0 || c.Linger > time.Second {
+		errs = append(errs, fmt.Errorf("KAFKA_LINGER: %s is not between 0 and 1s", c.Linger))
+	}
 	errs = append(errs, c.validateMesh())
 	errs = append(errs, c.validateMedia())
 	return errors.Join(errs...)
@@ -162,9 +166,13 @@ func (c *Config) topicRetention() (map[string]time.Duration, error) {
 // Kafka is the client configuration for brokers.
 func (c *Config) Kafka(brokers string) kafka.Config {
 	tr, _ := c.topicRetention()
+	linger := c.Linger
+	if linger == 0 {
+		linger = -1 // kafka.Config: zero means its default, negative none
+	}
 	return kafka.Config{
 		Brokers: brokers, ClientID: "puchi", Partitions: c.Partitions, ReplicationFactor: c.Replication,
-		Retention: c.Retention, TopicRetention: tr,
+		Retention: c.Retention, TopicRetention: tr, Linger: linger,
 		SASLMechanism: c.KafkaSASLMechanism, SASLUsername: c.KafkaSASLUsername, SASLPassword: c.KafkaSASLPassword,
 		TLS: c.KafkaTLS, TLSCAFile: c.KafkaTLSCA, TLSCertFile: c.KafkaTLSCert, TLSKeyFile: c.KafkaTLSKey,
 		TLSInsecureSkipVerify: c.KafkaTLSInsecure,

@@ -17,7 +17,7 @@ const (
 	DefaultPartitions        = 3
 	DefaultReplicationFactor = 1
 	DefaultRetention         = 30 * 24 * time.Hour
-	DefaultLinger            = 5 * time.Millisecond
+	DefaultLinger            = time.Millisecond
 	DefaultClientID          = "puchi"
 )
 

@@ -48,7 +48,7 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigDefaultsAndRetentionFor(t *testing.T) {
 	t.Parallel()
 	c := kafka.Config{Brokers: "a:1", TopicRetention: map[string]time.Duration{"x": time.Hour}}.WithDefaults()
-	if c.Partitions != 3 || c.ReplicationFactor != 1 || c.Retention != 30*24*time.Hour || c.Linger != 5*time.Millisecond {
+	if c.Partitions != 3 || c.ReplicationFactor != 1 || c.Retention != 30*24*time.Hour || c.Linger != time.Millisecond {
 		t.Fatalf("defaults = %+v", c)
 	}
 	if got := c.RetentionFor("x"); got != time.Hour {

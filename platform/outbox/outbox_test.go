@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -395,3 +396,32 @@ func hasPostgres() bool {
 
 // The real producer is a Publisher.
 var _ outbox.Publisher = (*kafka.Producer)(nil)
+
+// TestIdleRelayDoesNotWakeItself: the relay's own commits (the advisory-lock
+// transaction of every PostgreSQL round) must not wake it for another round, or
+// an idle relay loops on empty transactions (thousands a second before the fix).
+// A business commit still wakes it at once.
+func TestIdleRelayDoesNotWakeItself(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range dbtest.Dialects() {
+		t.Run(string(dialect), func(t *testing.T) {
+			t.Parallel()
+			d := dbtest.Open(t, dialect, nil)
+			var commits atomic.Int64
+			d.AfterCommit(func() { commits.Add(1) })
+			pub := &recorder{}
+			// A long poll: only wake-ups can start rounds within the test.
+			run(t, outbox.NewRelay(d, pub, outbox.RelayConfig{PollInterval: time.Hour}, dbtest.Logger(t)))
+			write(t, d, msg("k", "first"))
+			eventually(t, "first published", func() bool { return len(pub.values()) == 1 })
+			before := commits.Load()
+			time.Sleep(500 * time.Millisecond)
+			if n := commits.Load() - before; n > 5 {
+				t.Fatalf("an idle relay committed %d transactions in 500ms: it wakes itself", n)
+			}
+			// Not deaf: the next business commit is published without a poll.
+			write(t, d, msg("k", "second"))
+			eventually(t, "second published", func() bool { return len(pub.values()) == 2 })
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,9 +93,10 @@ func (c RelayConfig) withDefaults() RelayConfig {
 }
 
 // Relay publishes committed outbox rows and marks them sent after their delivery
-// report. It is woken by every [db.DB.InTx] commit (it registers [Relay.Wake] with
-// [db.DB.AfterCommit]) and polls as a fallback, so rows committed while no relay was
-// running — a crash between commit and publish — go out when one starts.
+// report. It is woken by every [db.DB.InTx] commit but those of its own rounds (it
+// registers an after-commit hook with [db.DB.AfterCommit]) and polls as a fallback,
+// so rows committed while no relay was running — a crash between commit and
+// publish — go out when one starts.
 //
 // Order: rows are fetched oldest first and published as one batch, so the producer
 // keeps per-key order (key: topic and msg_key); a row that fails stays unsent
@@ -133,6 +135,9 @@ type Relay struct {
 	log    *slog.Logger
 	tracer trace.Tracer
 	wake   chan struct{}
+	// ownCommit is set while a round's own transaction may commit: the first
+	// after-commit hook to see it does not wake the relay (see [Relay.afterCommit]).
+	ownCommit atomic.Bool
 
 	round chan struct{} // a one-slot semaphore serialising publish rounds (Run vs Drain)
 
@@ -168,8 +173,34 @@ func NewRelay(d *db.DB, pub Publisher, cfg RelayConfig, log *slog.Logger) *Relay
 			r.metrics = m
 		}
 	}
-	d.AfterCommit(r.Wake)
+	d.AfterCommit(r.afterCommit)
 	return r
+}
+
+// afterCommit is the relay's after-commit hook: a wake-up, except for the commit
+// of the relay's own round, which would otherwise wake it for an empty round —
+// on PostgreSQL, where every round commits, forever. Exactly one commit per own
+// transaction is skipped: if a concurrent business commit's hook takes the skip,
+// the relay's own hook, which runs after it, wakes the relay instead, and that
+// business row is visible to the round it wakes.
+func (r *Relay) afterCommit() {
+	if r.ownCommit.CompareAndSwap(true, false) {
+		return
+	}
+	r.Wake()
+}
+
+// ownTx runs one of the relay's own transactions without waking the relay.
+func (r *Relay) ownTx(ctx context.Context, fn func(ctx context.Context, tx *db.Tx) error) error {
+	r.ownCommit.Store(true)
+	err := r.db.InTx(ctx, fn)
+	// On success the hooks ran and the skip was taken. Otherwise no commit (or no
+	// hook) of ours took place: if another commit's hook took the skip, give that
+	// wake-up back.
+	if err != nil && !r.ownCommit.Swap(false) {
+		r.Wake()
+	}
+	return err
 }
 
 // Wake asks the relay to look for new rows now. It never blocks and is safe from any
@@ -458,7 +489,7 @@ func (r *Relay) publishRound(ctx, start context.Context) (roundResult, error) {
 	)
 	if r.db.Dialect() == db.DialectPostgres {
 		errNotLeader := errors.New("not leader")
-		err := r.db.InTx(ctx, func(ctx context.Context, tx *db.Tx) error {
+		err := r.ownTx(ctx, func(ctx context.Context, tx *db.Tx) error {
 			var locked bool
 			if err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock(?)", r.db.LockKey("outbox-relay")).Scan(&locked); err != nil {
 				return fmt.Errorf("advisory lock: %w", err)
@@ -485,7 +516,7 @@ func (r *Relay) publishRound(ctx, start context.Context) (roundResult, error) {
 			return roundResult{}, err
 		}
 		res = r.publish(ctx, rows)
-		if err := r.db.InTx(ctx, func(ctx context.Context, tx *db.Tx) error {
+		if err := r.ownTx(ctx, func(ctx context.Context, tx *db.Tx) error {
 			return record(ctx, tx, rows, res)
 		}); err != nil {
 			// Delivered rows stay unsent and will be published again: at least once.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,7 +81,7 @@ func (e *kenv) rawProducerConfig() *ck.ConfigMap {
 		"enable.metrics.push":    false,
 		"enable.idempotence":     true,
 		"acks":                   "all",
-		"linger.ms":              strconv.FormatFloat(float64(e.cfg.Linger)/float64(time.Millisecond), 'f', -1, 64),
+		"linger.ms":              lingerStr(e.cfg.Linger),
 		"partitioner":            "murmur2_random",
 		"go.delivery.reports":    true,
 		"go.logs.channel.enable": false,
@@ -98,7 +97,7 @@ func (e *kenv) publishCases(ctx context.Context, r *report) error {
 	o := e.o
 	n := o.pubEvents
 	r.note("publish: %d events of %d B (BytesValue protobuf), keys from %d user ids, 3 partitions, acks=all, enable.idempotence=true, linger.ms=%s, partitioner=murmur2_random, librdkafka default batch size (batch.size=1000000, batch.num.messages=10000); every delivery report awaited",
-		n, valueSize, numKeys, strconv.FormatFloat(float64(e.cfg.Linger)/float64(time.Millisecond), 'f', -1, 64))
+		n, valueSize, numKeys, lingerStr(e.cfg.Linger))
 	r.note("publish platform: kafka.NewEvent per event (UUIDv7 ce_id, proto.Marshal, 6 CloudEvents headers) + Producer.Publish in batches of %d from %d goroutines; raw confluent: one goroutine calling Produce with the same prebuilt key/value/headers, reports drained from Events()", o.pubBatch, o.pubWorkers)
 	variants := []struct {
 		name string

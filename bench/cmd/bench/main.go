@@ -5,6 +5,7 @@
 // targets as ratios and the exact settings. Targets are reported, never asserted.
 //
 //	bench [-quick] [-runs 5] [-puchi bin/puchi] [-only publish,consume,...]
+//	bench -only outbox-latency -lat-rates 1000 -lat-breakdown -runs 3   (case 3c alone)
 //	bench broker -addr 127.0.0.1:0 -data DIR   (internal: the broker process)
 package main
 
@@ -51,6 +52,15 @@ type opts struct {
 	lessons    int
 	retained   int
 	cpuProfile string
+	// latRates are the offered rates of the open-loop latency case (events/s).
+	latRates []float64
+	// latBreakdown adds the per-segment rows of the latency case to the table.
+	latBreakdown bool
+	// relayLinger, when set, is the linger of the outbox relay's producer in case 3
+	// (kafka.Config.Linger: negative disables lingering); nil keeps the default.
+	relayLinger *time.Duration
+	// linger is kafka.Config.Linger of the whole suite (0: the default).
+	linger time.Duration
 }
 
 func main() {
@@ -66,12 +76,33 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "small sizes and 2 runs, for development")
 	flag.IntVar(&o.runs, "runs", 5, "runs per case (medians over these)")
 	flag.StringVar(&o.puchi, "puchi", "bin/puchi", "the puchi binary for the gateway, learning and footprint cases")
-	flag.StringVar(&only, "only", "", "comma-separated cases to run: publish,consume,outbox,gateway,learning,footprint (default all)")
+	flag.StringVar(&only, "only", "", "comma-separated cases to run: publish,consume,outbox,gateway,learning,footprint (default all); outbox-latency runs only the open-loop latency part of outbox")
 	flag.StringVar(&o.pgURL, "postgres", "", "PostgreSQL URL for the inbox/outbox cases (default $PUCHI_BENCH_POSTGRES_URL, $PUCHI_TEST_POSTGRES_URL, else a local server if one answers)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	pubWorkers := flag.Int("pub-workers", 4, "goroutines calling Producer.Publish in the publish case")
 	pubBatch := flag.Int("pub-batch", 2000, "messages per Producer.Publish call in the publish case")
+	latRates := flag.String("lat-rates", "1000,5000", "comma-separated offered rates (events/s) of the outbox latency case")
+	latSeconds := flag.Float64("lat-seconds", 0, "seconds per outbox latency run (default 3, -quick 1)")
+	flag.BoolVar(&o.latBreakdown, "lat-breakdown", false, "add the outbox latency breakdown rows (wait / produce / deliver, relay rounds) to the table; they are always logged")
+	linger := flag.Duration("linger", 0, "linger of every producer of the suite (kafka.Config.Linger; default kafka.DefaultLinger; negative disables lingering)")
+	relayLinger := flag.Duration("relay-linger", -2, "linger of the outbox relay's producer in the outbox cases, e.g. 1ms; 0 disables lingering (default: the platform default, kafka.DefaultLinger)")
 	flag.Parse()
+	if *relayLinger != -2 {
+		l := *relayLinger
+		if l == 0 {
+			l = -1 // kafka.Config: negative disables lingering, zero means the default
+		}
+		o.relayLinger = &l
+	}
+	for x := range strings.SplitSeq(*latRates, ",") {
+		var f float64
+		if _, err := fmt.Sscanf(strings.TrimSpace(x), "%g", &f); err != nil || f <= 0 {
+			fmt.Fprintf(os.Stderr, "bench: -lat-rates: %q is not a positive rate\n", x)
+			os.Exit(2)
+		}
+		o.latRates = append(o.latRates, f)
+	}
+	o.linger = *linger
 	o.only = map[string]bool{}
 	for c := range strings.SplitSeq(only, ",") {
 		if c = strings.TrimSpace(c); c != "" {
@@ -87,6 +118,9 @@ func main() {
 		}
 		o.pubEvents, o.conEvents, o.wmEvents, o.inboxEvts, o.inboxPG, o.outboxEvts = 50_000, 50_000, 20_000, 1000, 300, 2000
 		o.latSeconds, o.loadSecs, o.learners, o.lessons, o.retained = 1, 1, 10, 1, 50_000
+	}
+	if *latSeconds > 0 {
+		o.latSeconds = *latSeconds
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -138,7 +172,7 @@ func run(o opts) error {
 	defer os.RemoveAll(tmp)
 
 	r := &report{o: o}
-	needBroker := o.want("publish") || o.want("consume") || o.want("outbox")
+	needBroker := o.want("publish") || o.want("consume") || o.want("outbox") || o.only["outbox-latency"]
 	if needBroker {
 		br, err := startBrokerProcess(tmp + "/kafka")
 		if err != nil {
@@ -146,7 +180,7 @@ func run(o opts) error {
 		}
 		defer br.stop()
 		logf("broker process %d on %s", br.pid, br.addr)
-		env := &kenv{o: o, br: br, cfg: kafka.Config{Brokers: br.addr, ClientID: "bench"}.WithDefaults(), tmp: tmp}
+		env := &kenv{o: o, br: br, cfg: kafka.Config{Brokers: br.addr, ClientID: "bench", Linger: o.linger}.WithDefaults(), tmp: tmp}
 		if o.want("publish") {
 			if err := env.publishCases(ctx, r); err != nil {
 				return fmt.Errorf("publish: %w", err)
@@ -157,8 +191,8 @@ func run(o opts) error {
 				return fmt.Errorf("consume: %w", err)
 			}
 		}
-		if o.want("outbox") {
-			if err := env.outboxCases(ctx, r); err != nil {
+		if o.want("outbox") || o.only["outbox-latency"] {
+			if err := env.outboxCases(ctx, r, !o.want("outbox")); err != nil {
 				return fmt.Errorf("outbox: %w", err)
 			}
 		}
