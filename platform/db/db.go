@@ -79,8 +79,9 @@ type DB struct {
 	write   *sql.DB // all writes and transactions
 	read    *sql.DB // plain reads; the same pool as write on PostgreSQL
 
-	mu    sync.RWMutex
-	hooks []func()
+	mu      sync.RWMutex
+	hooks   []func()
+	signals map[string][]func() // OnSignal hooks by signal name
 }
 
 // Open opens (creating if needed) the database cfg describes and checks that it

@@ -186,6 +186,42 @@ func TestAfterCommitRunsAfterCommitIsVisible(t *testing.T) {
 	})
 }
 
+// TestSignalHooks: OnSignal hooks run once per committed transaction that
+// signalled their name (however often), after the AfterCommit hooks; never for
+// other names, unsignalled commits or rollbacks.
+func TestSignalHooks(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, dialect db.Dialect) {
+		d := openItems(t, dialect)
+		var order []string
+		d.AfterCommit(func() { order = append(order, "commit") })
+		d.OnSignal("a", func() { order = append(order, "a1") })
+		d.OnSignal("a", func() { order = append(order, "a2") })
+		d.OnSignal("b", func() { order = append(order, "b") })
+		tx := func(fn func(ctx context.Context, tx *db.Tx) error) []string {
+			t.Helper()
+			order = nil
+			_ = d.InTx(context.Background(), fn)
+			return order
+		}
+		for _, tc := range []struct {
+			name string
+			fn   func(ctx context.Context, tx *db.Tx) error
+			want string
+		}{
+			{"unsignalled", func(context.Context, *db.Tx) error { return nil }, "[commit]"},
+			{"signalled twice", func(_ context.Context, tx *db.Tx) error { tx.Signal("a"); tx.Signal("a"); return nil }, "[commit a1 a2]"},
+			{"two names", func(_ context.Context, tx *db.Tx) error { tx.Signal("b"); tx.Signal("a"); return nil }, "[commit b a1 a2]"},
+			{"unknown name", func(_ context.Context, tx *db.Tx) error { tx.Signal("c"); return nil }, "[commit]"},
+			{"rolled back", func(_ context.Context, tx *db.Tx) error { tx.Signal("a"); return errors.New("boom") }, "[]"},
+		} {
+			if got := fmt.Sprint(tx(tc.fn)); got != tc.want {
+				t.Errorf("%s: hooks ran %s, want %s", tc.name, got, tc.want)
+			}
+		}
+	})
+}
+
 func TestIsUniqueViolation(t *testing.T) {
 	t.Parallel()
 	forEachDialect(t, func(t *testing.T, dialect db.Dialect) {

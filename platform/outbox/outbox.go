@@ -29,6 +29,9 @@ import (
 // ctx (a background job) no span is started and the row is stored with whatever
 // the propagator finds in ctx, as before: no root span per event.
 func Write(ctx context.Context, tx *db.Tx, msgs ...kafka.Message) error {
+	if len(msgs) > 0 {
+		tx.Signal(commitSignal) // the commit wakes the relays of tx's database
+	}
 	at := db.Now()
 	for i := range msgs {
 		m := &msgs[i]

@@ -398,9 +398,10 @@ func hasPostgres() bool {
 var _ outbox.Publisher = (*kafka.Producer)(nil)
 
 // TestIdleRelayDoesNotWakeItself: the relay's own commits (the advisory-lock
-// transaction of every PostgreSQL round) must not wake it for another round, or
-// an idle relay loops on empty transactions (thousands a second before the fix).
-// A business commit still wakes it at once.
+// transaction of every PostgreSQL round) must not wake it — or another relay on
+// the same database — for another round, or an idle relay loops on empty
+// transactions (thousands a second before the fix). Only commits that wrote
+// outbox rows wake it, at once.
 func TestIdleRelayDoesNotWakeItself(t *testing.T) {
 	t.Parallel()
 	for _, dialect := range dbtest.Dialects() {
@@ -410,14 +411,37 @@ func TestIdleRelayDoesNotWakeItself(t *testing.T) {
 			var commits atomic.Int64
 			d.AfterCommit(func() { commits.Add(1) })
 			pub := &recorder{}
-			// A long poll: only wake-ups can start rounds within the test.
-			run(t, outbox.NewRelay(d, pub, outbox.RelayConfig{PollInterval: time.Hour}, dbtest.Logger(t)))
+			// A long poll: only wake-ups can start rounds within the test. On
+			// PostgreSQL two relays share the database (replicas): neither may
+			// wake the other either.
+			relays := 1
+			if dialect == db.DialectPostgres {
+				relays = 2
+			}
+			for range relays {
+				run(t, outbox.NewRelay(d, pub, outbox.RelayConfig{PollInterval: time.Hour}, dbtest.Logger(t)))
+			}
 			write(t, d, msg("k", "first"))
 			eventually(t, "first published", func() bool { return len(pub.values()) == 1 })
+			eventually(t, "first marked sent", func() bool {
+				n, _, err := outbox.Backlog(context.Background(), d)
+				return err == nil && n == 0
+			})
+			time.Sleep(50 * time.Millisecond) // the marking round's hooks have run
 			before := commits.Load()
 			time.Sleep(500 * time.Millisecond)
 			if n := commits.Load() - before; n > 5 {
 				t.Fatalf("an idle relay committed %d transactions in 500ms: it wakes itself", n)
+			}
+			// A commit that wrote no outbox rows does not wake the relays (on
+			// PostgreSQL a woken round would commit its lock transaction).
+			before = commits.Load()
+			if err := d.InTx(context.Background(), func(context.Context, *db.Tx) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			if n := commits.Load() - before; n != 1 {
+				t.Fatalf("after one unrelated commit: %d commits, want 1 (a relay woke up)", n)
 			}
 			// Not deaf: the next business commit is published without a poll.
 			write(t, d, msg("k", "second"))

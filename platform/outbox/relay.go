@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,10 +92,11 @@ func (c RelayConfig) withDefaults() RelayConfig {
 }
 
 // Relay publishes committed outbox rows and marks them sent after their delivery
-// report. It is woken by every [db.DB.InTx] commit but those of its own rounds (it
-// registers an after-commit hook with [db.DB.AfterCommit]) and polls as a fallback,
-// so rows committed while no relay was running — a crash between commit and
-// publish — go out when one starts.
+// report. It is woken by every [db.DB.InTx] commit that wrote outbox rows ([Write]
+// and [Retry] signal their transaction; the relay registers [Relay.Wake] with
+// [db.DB.OnSignal]) — not by its own rounds' commits, so an idle relay stays idle
+// — and polls as a fallback, so rows committed while no relay was running — a
+// crash between commit and publish — go out when one starts.
 //
 // Order: rows are fetched oldest first and published as one batch, so the producer
 // keeps per-key order (key: topic and msg_key); a row that fails stays unsent
@@ -135,9 +135,6 @@ type Relay struct {
 	log    *slog.Logger
 	tracer trace.Tracer
 	wake   chan struct{}
-	// ownCommit is set while a round's own transaction may commit: the first
-	// after-commit hook to see it does not wake the relay (see [Relay.afterCommit]).
-	ownCommit atomic.Bool
 
 	round chan struct{} // a one-slot semaphore serialising publish rounds (Run vs Drain)
 
@@ -173,35 +170,12 @@ func NewRelay(d *db.DB, pub Publisher, cfg RelayConfig, log *slog.Logger) *Relay
 			r.metrics = m
 		}
 	}
-	d.AfterCommit(r.afterCommit)
+	d.OnSignal(commitSignal, r.Wake)
 	return r
 }
 
-// afterCommit is the relay's after-commit hook: a wake-up, except for the commit
-// of the relay's own round, which would otherwise wake it for an empty round —
-// on PostgreSQL, where every round commits, forever. Exactly one commit per own
-// transaction is skipped: if a concurrent business commit's hook takes the skip,
-// the relay's own hook, which runs after it, wakes the relay instead, and that
-// business row is visible to the round it wakes.
-func (r *Relay) afterCommit() {
-	if r.ownCommit.CompareAndSwap(true, false) {
-		return
-	}
-	r.Wake()
-}
-
-// ownTx runs one of the relay's own transactions without waking the relay.
-func (r *Relay) ownTx(ctx context.Context, fn func(ctx context.Context, tx *db.Tx) error) error {
-	r.ownCommit.Store(true)
-	err := r.db.InTx(ctx, fn)
-	// On success the hooks ran and the skip was taken. Otherwise no commit (or no
-	// hook) of ours took place: if another commit's hook took the skip, give that
-	// wake-up back.
-	if err != nil && !r.ownCommit.Swap(false) {
-		r.Wake()
-	}
-	return err
-}
+// commitSignal is the [db.Tx.Signal] of a transaction that wrote outbox rows.
+const commitSignal = "outbox"
 
 // Wake asks the relay to look for new rows now. It never blocks and is safe from any
 // goroutine; wake-ups coalesce.
@@ -439,6 +413,7 @@ func Retry(ctx context.Context, d *db.DB, ids ...int64) (int, error) {
 	}
 	var n int64
 	err := d.InTx(ctx, func(ctx context.Context, tx *db.Tx) error {
+		tx.Signal(commitSignal)
 		res, err := tx.ExecContext(ctx,
 			"UPDATE outbox SET parked_at = NULL, attempts = 0 WHERE parked_at IS NOT NULL AND sent_at IS NULL AND id IN (?"+
 				strings.Repeat(", ?", len(ids)-1)+")", args...)
@@ -489,7 +464,7 @@ func (r *Relay) publishRound(ctx, start context.Context) (roundResult, error) {
 	)
 	if r.db.Dialect() == db.DialectPostgres {
 		errNotLeader := errors.New("not leader")
-		err := r.ownTx(ctx, func(ctx context.Context, tx *db.Tx) error {
+		err := r.db.InTx(ctx, func(ctx context.Context, tx *db.Tx) error {
 			var locked bool
 			if err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock(?)", r.db.LockKey("outbox-relay")).Scan(&locked); err != nil {
 				return fmt.Errorf("advisory lock: %w", err)
@@ -516,7 +491,7 @@ func (r *Relay) publishRound(ctx, start context.Context) (roundResult, error) {
 			return roundResult{}, err
 		}
 		res = r.publish(ctx, rows)
-		if err := r.ownTx(ctx, func(ctx context.Context, tx *db.Tx) error {
+		if err := r.db.InTx(ctx, func(ctx context.Context, tx *db.Tx) error {
 			return record(ctx, tx, rows, res)
 		}); err != nil {
 			// Delivered rows stay unsent and will be published again: at least once.
@@ -628,7 +603,7 @@ func (r *Relay) startSend(ctx context.Context, msgs []kafka.Message) trace.Span 
 	}
 	// CLIENT, not PRODUCER: the messages' creation contexts are their create
 	// spans, not this one (messaging conventions, "Span kind").
-	_, span := r.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	_, span := r.tracer.Start(ctx, name, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	if !span.IsRecording() {
 		return span // no per-message work when nothing is recorded
 	}
