@@ -12,6 +12,7 @@ import (
 	analyticsv1 "github.com/puchi-dev/puchi/gen/go/puchi/analytics/v1"
 	"github.com/puchi-dev/puchi/internal/ops"
 	"github.com/puchi-dev/puchi/internal/system"
+	"github.com/puchi-dev/puchi/platform/clock"
 )
 
 // analyticsCmd runs `puchi analytics rebuild [--since TIME]`: it starts a
@@ -70,10 +71,8 @@ func analyticsCmd(ctx context.Context, cfg *system.Config, args []string, stdout
 			return fmt.Errorf("rebuild %s FAILED: %s (the old projections still serve)", r.GetId(), r.GetError())
 		}
 		fmt.Fprintf(stdout, "rebuild %s RUNNING: consumed %d, lag %d\n", r.GetId(), r.GetConsumed(), r.GetLag())
-		select {
-		case <-ctx.Done():
+		if !clock.Sleep(ctx, time.Second) {
 			return ctx.Err()
-		case <-time.After(time.Second):
 		}
 		if actx, err = system.AdminContext(ctx, issuer); err != nil { // a fresh token: rebuilds may outlive one
 			return err

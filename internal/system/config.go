@@ -81,6 +81,7 @@ type Config struct {
 	MediaS3SecretKey config.Secret `env:"PUCHI_MEDIA_S3_SECRET_KEY" help:"S3 secret key (required with PUCHI_MEDIA_STORE=s3; never logged)"`
 	MediaS3Region    string        `env:"PUCHI_MEDIA_S3_REGION" default:"us-east-1" help:"region of the bucket"`
 	MediaS3TLS       bool          `env:"PUCHI_MEDIA_S3_TLS" default:"false" help:"https to the S3 server (its certificate verified against the system roots)"`
+	MediaS3Prefix    string        `env:"PUCHI_MEDIA_S3_PREFIX" help:"folder of the media objects in the bucket (media: media/<sha256>); empty: the bucket's root"`
 
 	// runtime is set by Build once the broker is known (see Specs).
 	runtime *runtimeDeps
@@ -143,7 +144,7 @@ func (c *Config) validateMedia() error {
 func (c *Config) MediaS3() media.S3Config {
 	return media.S3Config{
 		Endpoint: c.MediaS3Endpoint, Bucket: c.MediaS3Bucket, AccessKey: c.MediaS3AccessKey, SecretKey: c.MediaS3SecretKey,
-		Region: c.MediaS3Region, TLS: c.MediaS3TLS,
+		Region: c.MediaS3Region, TLS: c.MediaS3TLS, Prefix: c.MediaS3Prefix,
 	}
 }
 
@@ -204,7 +205,7 @@ func (c *Config) EmbeddedBroker() (broker.Config, error) {
 		return broker.Config{}, err
 	}
 	if mech != "" {
-		bc.SASLMechanism, bc.SASLUser, bc.SASLPassword = mech, c.KafkaSASLUsername, string(c.KafkaSASLPassword)
+		bc.SASLMechanism, bc.SASLUser, bc.SASLPassword = mech, c.KafkaSASLUsername, c.KafkaSASLPassword
 	}
 	return bc, nil
 }

@@ -292,13 +292,14 @@ func learnerAccountFlow(t *testing.T, dbURL string) {
 	}
 	m.expect(t, 200, "POST", "/v1/auth/register", "", registration("chi@example.com", "chi"), &other)
 	// Deletion takes the password again: without it 400 naming the field, with a
-	// wrong one 401 INVALID_CREDENTIALS; the account survives both.
+	// wrong one 403 INVALID_CREDENTIALS (not 401: the token is fine); the account
+	// survives both.
 	m.expect(t, 400, "DELETE", "/v1/users/me", other.Tokens.AccessToken, nil, &e)
 	if e.Error.Status != "INVALID_ARGUMENT" || len(e.Error.Fields) != 1 || e.Error.Fields[0].Field != "password" {
 		t.Fatalf("delete without password: %+v", e)
 	}
-	m.expect(t, 401, "DELETE", "/v1/users/me", other.Tokens.AccessToken, map[string]any{"password": "wrong password"}, &e)
-	if e.Error.Status != "UNAUTHENTICATED" || e.Error.Reason != "INVALID_CREDENTIALS" {
+	m.expect(t, 403, "DELETE", "/v1/users/me", other.Tokens.AccessToken, map[string]any{"password": "wrong password"}, &e)
+	if e.Error.Status != "PERMISSION_DENIED" || e.Error.Reason != "INVALID_CREDENTIALS" {
 		t.Fatalf("delete with a wrong password: %+v", e)
 	}
 	m.expect(t, 200, "GET", "/v1/users/me", other.Tokens.AccessToken, nil, &me)

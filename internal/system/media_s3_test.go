@@ -165,8 +165,11 @@ func TestMediaS3StoreConfigErrors(t *testing.T) {
 		return cfg, config.Load(cfg, config.MapLookup(env))
 	}
 	if cfg, err := load(nil); err != nil || cfg.MediaStore != "local" || cfg.MediaS3Bucket != "puchi-media" ||
-		cfg.MediaS3Region != "us-east-1" || cfg.MediaS3TLS {
+		cfg.MediaS3Region != "us-east-1" || cfg.MediaS3TLS || cfg.MediaS3().Prefix != "" {
 		t.Fatalf("defaults: %+v %v", cfg, err)
+	}
+	if cfg, err := load(map[string]string{"PUCHI_MEDIA_S3_PREFIX": "puchi/media"}); err != nil || cfg.MediaS3().Prefix != "puchi/media" {
+		t.Fatalf("PUCHI_MEDIA_S3_PREFIX: %+v %v", cfg, err)
 	}
 	_, err := load(map[string]string{"PUCHI_MEDIA_STORE": "gcs"})
 	if err == nil || !strings.Contains(err.Error(), `PUCHI_MEDIA_STORE: "gcs" is not local or s3`) {

@@ -12,6 +12,7 @@ import (
 	lessonv1 "github.com/puchi-dev/puchi/gen/go/puchi/lesson/v1"
 	quizv1 "github.com/puchi-dev/puchi/gen/go/puchi/quiz/v1"
 	"github.com/puchi-dev/puchi/platform/auth"
+	"github.com/puchi-dev/puchi/platform/clock"
 	"github.com/puchi-dev/puchi/services/content"
 )
 
@@ -94,10 +95,8 @@ func waitServing(ctx context.Context, conn *grpc.ClientConn) error {
 		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !clock.Sleep(ctx, 100*time.Millisecond) {
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

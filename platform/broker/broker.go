@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/puchi-dev/puchi/platform/config"
 )
 
 // Defaults applied by [Start] to zero-valued [Config] fields.
@@ -61,7 +63,7 @@ type Config struct {
 	// users added at runtime) are discarded at Start, so a changed password or
 	// mechanism takes effect and a directory first used without SASL works.
 	SASLUser      string
-	SASLPassword  string
+	SASLPassword  config.Secret
 	SASLMechanism string
 }
 
@@ -135,7 +137,7 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 			return nil, fmt.Errorf("broker: SASL user %q needs a password", cfg.SASLUser)
 		}
 		cfg.SASLMechanism = mech
-		opts = append(opts, kfake.EnableSASL(), kfake.Superuser(mech, cfg.SASLUser, cfg.SASLPassword))
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser(mech, cfg.SASLUser, string(cfg.SASLPassword)))
 	} else if cfg.SASLMechanism != "" || cfg.SASLPassword != "" {
 		return nil, errors.New("broker: SASL mechanism or password set without a SASL user")
 	}

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/puchi-dev/puchi/platform/broker"
+	"github.com/puchi-dev/puchi/platform/config"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -143,12 +145,19 @@ func consumeFirst(t *testing.T, addrs, topic string) (key, value string) {
 
 // TestSASLRequiresCredentials starts the broker with a SCRAM superuser: a client
 // with the credentials gets metadata, one with a wrong password or none does not.
+// Printing the configuration does not show the password.
 func TestSASLRequiresCredentials(t *testing.T) {
 	t.Parallel()
 	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512"} {
 		t.Run(mech, func(t *testing.T) {
 			t.Parallel()
-			b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", SASLUser: "admin", SASLPassword: "s3cret", SASLMechanism: mech}, testLogger(t))
+			cfg := broker.Config{Addr: "127.0.0.1:0", SASLUser: "admin", SASLPassword: "s3cret", SASLMechanism: mech}
+			for _, verb := range []string{"%v", "%+v", "%#v"} {
+				if s := fmt.Sprintf(verb, cfg); strings.Contains(s, "s3cret") {
+					t.Fatalf("%s of the config shows the password: %s", verb, s)
+				}
+			}
+			b, err := broker.Start(cfg, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,7 +185,7 @@ func TestSASLConfigWinsOverDataDir(t *testing.T) {
 	const topic = "kept"
 	start := func(user, pass, mech string) *broker.Broker {
 		t.Helper()
-		b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, SASLUser: user, SASLPassword: pass, SASLMechanism: mech}, testLogger(t))
+		b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, SASLUser: user, SASLPassword: config.Secret(pass), SASLMechanism: mech}, testLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,8 @@ import (
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/puchi-dev/puchi/platform/clock"
 )
 
 // ErrProducerClosed is returned by [Producer.Publish] after [Producer.Close].
@@ -246,10 +248,8 @@ func (pr *Producer) produce(ctx context.Context, m *Message, s *slot) error {
 			}
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !clock.Sleep(ctx, 5*time.Millisecond) {
 			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

@@ -134,12 +134,19 @@ func TestMetricsHandler(t *testing.T) {
 	}
 }
 
-// TestSetupServiceName: OTEL_SERVICE_NAME, when set, names the service instead
-// of Config.ServiceName (one image, one name per container).
+// TestSetupServiceName: the environment names the service instead of
+// Config.ServiceName (one image, one name per container): OTEL_SERVICE_NAME,
+// else service.name in OTEL_RESOURCE_ATTRIBUTES.
 func TestSetupServiceName(t *testing.T) {
-	for _, tt := range []struct{ env, want string }{{"", "puchi"}, {"lesson", "lesson"}} {
-		t.Run("env="+tt.env, func(t *testing.T) {
-			t.Setenv("OTEL_SERVICE_NAME", tt.env)
+	for _, tt := range []struct{ name, svc, attrs, want string }{
+		{"no env", "", "", "puchi"},
+		{"OTEL_SERVICE_NAME", "lesson", "", "lesson"},
+		{"OTEL_RESOURCE_ATTRIBUTES", "", "deployment.environment.name=dev,service.name=quiz", "quiz"},
+		{"OTEL_SERVICE_NAME wins", "lesson", "service.name=quiz", "lesson"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("OTEL_SERVICE_NAME", tt.svc)
+			t.Setenv("OTEL_RESOURCE_ATTRIBUTES", tt.attrs)
 			shutdown, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "puchi"})
 			if err != nil {
 				t.Fatalf("Setup() = %v", err)
@@ -151,14 +158,12 @@ func TestSetupServiceName(t *testing.T) {
 			if !ok {
 				t.Fatalf("span %T is not an SDK span", span)
 			}
-			var got string
-			for _, kv := range ro.Resource().Attributes() {
-				if kv.Key == "service.name" {
-					got = kv.Value.AsString()
-				}
+			res := ro.Resource()
+			if got, _ := res.Set().Value("service.name"); got.AsString() != tt.want {
+				t.Errorf("service.name = %q, want %q", got.AsString(), tt.want)
 			}
-			if got != tt.want {
-				t.Errorf("service.name = %q, want %q", got, tt.want)
+			if sdk, _ := res.Set().Value("telemetry.sdk.language"); sdk.AsString() != "go" || res.SchemaURL() == "" {
+				t.Errorf("resource %v (schema %q) lacks the SDK attributes or the schema URL", res, res.SchemaURL())
 			}
 		})
 	}

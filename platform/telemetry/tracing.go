@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 
 	"go.opentelemetry.io/otel"
@@ -21,9 +20,10 @@ import (
 
 // Config configures tracing.
 type Config struct {
-	// ServiceName becomes the service.name resource attribute, unless the
-	// standard OTEL_SERVICE_NAME variable is set: it wins, so each container of
-	// a deployment can name itself (e.g. OTEL_SERVICE_NAME=lesson).
+	// ServiceName is the default service.name resource attribute. The
+	// standard variables win, as the SDK orders them: OTEL_SERVICE_NAME, then
+	// service.name in OTEL_RESOURCE_ATTRIBUTES, then ServiceName; so each
+	// container of a deployment can name itself (e.g. OTEL_SERVICE_NAME=lesson).
 	ServiceName string
 	// OTLPEndpoint is the OTLP/gRPC collector, e.g. "otel-collector:4317"
 	// (plaintext) or "https://collector:4317". Empty means spans are created
@@ -48,13 +48,20 @@ func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) erro
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	name := cfg.ServiceName
-	if env := strings.TrimSpace(os.Getenv("OTEL_SERVICE_NAME")); env != "" {
-		name = env
-	}
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(
-		semconv.SchemaURL, semconv.ServiceName(name)))
-	if err != nil {
+	// Later detectors override earlier ones: the code's default name, then the
+	// OTEL_* environment (OTEL_SERVICE_NAME over OTEL_RESOURCE_ATTRIBUTES), then
+	// the SDK's own telemetry.sdk.* attributes, as in resource.Default.
+	res, err := resource.New(ctx,
+		resource.WithSchemaURL(semconv.SchemaURL),
+		resource.WithAttributes(semconv.ServiceName(cfg.ServiceName)),
+		resource.WithFromEnv(),
+		resource.WithTelemetrySDK(),
+	)
+	switch {
+	case errors.Is(err, resource.ErrPartialResource):
+		// A malformed OTEL_RESOURCE_ATTRIBUTES: keep what parsed.
+		logger.Warn("telemetry: resource attributes from the environment", "err", err)
+	case err != nil:
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
 	}
 	opts := []sdktrace.TracerProviderOption{

@@ -8,6 +8,7 @@ import (
 
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/puchi-dev/puchi/platform/clock"
 	"github.com/puchi-dev/puchi/platform/db"
 	"github.com/puchi-dev/puchi/platform/kafka"
 )
@@ -193,10 +194,8 @@ func (run *runner) run(ctx context.Context) error {
 		}
 		run.swapped = true
 		s.log.Info("analytics: rebuild swapped in", "rebuild", run.r.ID, "consumed", consumed)
-		select {
-		case <-ctx.Done():
+		if !clock.Sleep(ctx, s.cfg.RetireDelay) {
 			return nil
-		case <-time.After(s.cfg.RetireDelay):
 		}
 		if err := s.store.DeleteOtherGenerations(context.WithoutCancel(ctx), s.db, run.r.Generation); err != nil {
 			s.log.Warn("analytics: deleting the old generation", "err", err)

@@ -51,7 +51,8 @@ type S3Config struct {
 	// TLS selects https instead of http (PUCHI_MEDIA_S3_TLS).
 	TLS bool
 	// Prefix, when set, is put before every key: "media" or "media/" both
-	// store blob k as "media/k". Optional.
+	// store blob k as "media/k" (PUCHI_MEDIA_S3_PREFIX). Optional; lets
+	// several deployments share one bucket.
 	Prefix string
 
 	// partSize overrides s3PartSize (tests exercise multipart uploads);
@@ -157,12 +158,8 @@ func (s *S3Store) ensureBucket(ctx context.Context, region string) error {
 	return fmt.Errorf("create bucket %s: %w", s.bucket, err)
 }
 
-// Bucket is the bucket the blobs are in.
-func (s *S3Store) Bucket() string { return s.bucket }
-
-// ObjectName is the name of key's object in [S3Store.Bucket].
-func (s *S3Store) ObjectName(key string) string { return s.prefix + key }
-
+// object is the name of key's object in the bucket (the prefix, then key),
+// or an error when key is not a blob key.
 func (s *S3Store) object(key string) (string, error) {
 	if !keyPattern.MatchString(key) {
 		return "", fmt.Errorf("media: invalid blob key %q", key)

@@ -237,8 +237,9 @@ func TestS3StorePrefix(t *testing.T) {
 	if err := s.Put(context.Background(), key, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.objects(t, cfg.Bucket); !slices.Equal(got, []string{"media/" + key}) || s.ObjectName(key) != got[0] {
-		t.Fatalf("objects %v, object name %s", got, s.ObjectName(key))
+	name, err := s.object(key)
+	if got := f.objects(t, cfg.Bucket); err != nil || !slices.Equal(got, []string{"media/" + key}) || name != got[0] {
+		t.Fatalf("objects %v, object name %s (%v)", got, name, err)
 	}
 	// The same bucket without the prefix does not see it.
 	if ok, err := f.store(t).Exists(context.Background(), key); ok || err != nil {

@@ -165,8 +165,10 @@ func (s *Service) Register(ctx context.Context, req *userv1.RegisterRequest) (*u
 var (
 	errBadCredentials = apperr.Unauthenticated("INVALID_CREDENTIALS", "email or password is incorrect")
 	// errBadPassword refuses a wrong password confirming an action of a signed-in
-	// user; same reason as a failed sign-in.
-	errBadPassword = apperr.Unauthenticated("INVALID_CREDENTIALS", "password is incorrect")
+	// user: same reason as a failed sign-in, but PermissionDenied (403), not
+	// Unauthenticated (401), because the caller's token is valid and a client that
+	// refreshes and retries on 401 would otherwise loop.
+	errBadPassword = apperr.Forbidden("INVALID_CREDENTIALS", "password is incorrect")
 )
 
 // Login exchanges email and password for a new token family.
@@ -323,7 +325,7 @@ func (s *Service) UpdateMe(ctx context.Context, req *userv1.UpdateMeRequest) (*u
 // DeleteMe erases the caller's account and tokens and publishes UserDeleted, on
 // which every other service erases that user's data. The request's password is
 // verified first, as at [Service.Login] (same hashing slots): a wrong one is
-// refused with Unauthenticated INVALID_CREDENTIALS before anything is written.
+// refused with PermissionDenied INVALID_CREDENTIALS before anything is written.
 // The hash is checked outside the transaction, so that no database lock is held
 // while argon2id runs.
 func (s *Service) DeleteMe(ctx context.Context, req *userv1.DeleteMeRequest) (*userv1.DeleteMeResponse, error) {

@@ -208,8 +208,8 @@ func TestDeleteMeRequiresThePassword(t *testing.T) {
 
 		for _, pw := range []string{"wrong password", "LONG ENOUGH PW", "long enough pw "} {
 			_, err = client.DeleteMe(ctx, &userv1.DeleteMeRequest{Password: pw})
-			if status.Code(err) != codes.Unauthenticated || statusReason(err) != "INVALID_CREDENTIALS" {
-				t.Fatalf("password %q: %v, want Unauthenticated INVALID_CREDENTIALS", pw, err)
+			if status.Code(err) != codes.PermissionDenied || statusReason(err) != "INVALID_CREDENTIALS" {
+				t.Fatalf("password %q: %v, want PermissionDenied INVALID_CREDENTIALS", pw, err)
 			}
 		}
 		stillThere("wrong password")

@@ -63,7 +63,7 @@ type UserServiceClient interface {
 	// sessions. Every service then erases the user's data (UserDeleted event).
 	// The account's password must be given again, so that an access token alone
 	// (a stolen one, say) cannot erase an account: without it the call fails with
-	// INVALID_ARGUMENT naming `password`; with a wrong one, with UNAUTHENTICATED
+	// INVALID_ARGUMENT naming `password`; with a wrong one, with PERMISSION_DENIED
 	// (reason INVALID_CREDENTIALS), and nothing is deleted.
 	DeleteMe(ctx context.Context, in *DeleteMeRequest, opts ...grpc.CallOption) (*DeleteMeResponse, error)
 	// BatchGetDisplayNames returns the display names of up to 100 users. Internal:
@@ -200,7 +200,7 @@ type UserServiceServer interface {
 	// sessions. Every service then erases the user's data (UserDeleted event).
 	// The account's password must be given again, so that an access token alone
 	// (a stolen one, say) cannot erase an account: without it the call fails with
-	// INVALID_ARGUMENT naming `password`; with a wrong one, with UNAUTHENTICATED
+	// INVALID_ARGUMENT naming `password`; with a wrong one, with PERMISSION_DENIED
 	// (reason INVALID_CREDENTIALS), and nothing is deleted.
 	DeleteMe(context.Context, *DeleteMeRequest) (*DeleteMeResponse, error)
 	// BatchGetDisplayNames returns the display names of up to 100 users. Internal:
