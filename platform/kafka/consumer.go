@@ -107,6 +107,13 @@ type Consumer struct {
 	running atomic.Bool
 	metrics *consumerMetrics // nil: no metrics
 
+	// parts holds what handling reuses per partition (see [partState]); only
+	// Run's loop goroutine touches it. last is the entry of the previous
+	// message, since messages arrive in runs of one partition.
+	parts    map[partKey]*partState
+	lastKey  partKey
+	lastPart *partState
+
 	processed, retried, deadLettered atomic.Uint64
 }
 
@@ -249,18 +256,57 @@ func (c *Consumer) loop(ctx context.Context, kc *ck.Consumer, prod *Producer) er
 	return nil
 }
 
+// partKey identifies a partition.
+type partKey struct {
+	topic     string
+	partition int32
+}
+
+// partState is what handling the messages of one partition reuses instead of
+// rebuilding it per message: the span name and constant span attributes, and
+// the metric children of its topic (nil without metrics). Read-only once built.
+type partState struct {
+	spans     processSpans
+	ok        prometheus.Counter  // puchi_consumer_messages_total{outcome="ok"}
+	handlerHS prometheus.Observer // puchi_consumer_handler_seconds
+}
+
+// part returns the state of topic/partition, building it on first use. The
+// map holds one entry per partition this member has handled, bounded by the
+// partitions of its topics.
+func (c *Consumer) part(topic string, partition int32) *partState {
+	k := partKey{topic, partition}
+	if c.lastPart != nil && c.lastKey == k {
+		return c.lastPart
+	}
+	ps := c.parts[k]
+	if ps == nil {
+		ps = &partState{spans: newProcessSpans(topic, partition, c.cc.Group)}
+		ps.ok, ps.handlerHS = c.topicMetrics(topic)
+		if c.parts == nil {
+			c.parts = make(map[partKey]*partState)
+		}
+		c.parts[k] = ps
+	}
+	c.lastKey, c.lastPart = k, ps
+	return ps
+}
+
 // handle runs one message through handler, retries and dead-lettering, then
 // stores its offset — unless ctx ended first.
 func (c *Consumer) handle(ctx context.Context, kc *ck.Consumer, prod *Producer, km *ck.Message) {
-	m := fromConfluent(km)
-	hctx, span := startProcess(ctx, c.tracer, m, c.cc.Group)
+	m := consumedMessage(km)
+	ps := c.part(m.Topic, m.Partition)
+	hctx, span := ps.spans.start(ctx, c.tracer, &m)
 	defer span.End()
 
-	err := c.attempt(hctx, m)
+	err := c.attempt(hctx, ps, &m)
 	switch {
 	case err == nil:
 		c.processed.Add(1)
-		c.outcome(m.Topic, OutcomeOK)
+		if ps.ok != nil {
+			ps.ok.Inc()
+		}
 	case ctx.Err() != nil:
 		span.SetStatus(codes.Error, "shutdown")
 		c.outcome(m.Topic, OutcomeSkipped)
@@ -289,9 +335,9 @@ func (c *Consumer) handle(ctx context.Context, kc *ck.Consumer, prod *Producer, 
 
 // attempt calls the handler, retrying retryable errors with backoff. It returns
 // nil, the last handler error, or ctx's error when ctx ended during a backoff.
-func (c *Consumer) attempt(ctx context.Context, m *Message) error {
+func (c *Consumer) attempt(ctx context.Context, ps *partState, m *Message) error {
 	for retry := 0; ; retry++ {
-		err := c.call(ctx, m)
+		err := c.call(ctx, ps, m)
 		if err == nil {
 			return nil
 		}
@@ -313,8 +359,9 @@ func (c *Consumer) attempt(ctx context.Context, m *Message) error {
 	}
 }
 
-// call runs the handler, turning a panic into a retryable error.
-func (c *Consumer) call(ctx context.Context, m *Message) (err error) {
+// call runs the handler, turning a panic into a retryable error, and records
+// its duration when there are metrics.
+func (c *Consumer) call(ctx context.Context, ps *partState, m *Message) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("kafka: handler panic", "msg", m.String(), "panic", r, "stack", string(debug.Stack()))
@@ -323,8 +370,11 @@ func (c *Consumer) call(ctx context.Context, m *Message) (err error) {
 	}()
 	// The handler gets its own copy so it cannot alter what is dead-lettered.
 	cp := *m
+	if ps.handlerHS == nil {
+		return c.handler(ctx, &cp)
+	}
 	start := time.Now()
-	defer func() { c.observeHandler(m.Topic, time.Since(start)) }()
+	defer func() { ps.handlerHS.Observe(time.Since(start).Seconds()) }()
 	return c.handler(ctx, &cp)
 }
 

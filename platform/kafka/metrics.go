@@ -90,11 +90,15 @@ func (c *Consumer) outcome(topic, outcome string) {
 	}
 }
 
-// observeHandler records one handler call; a no-op without metrics.
-func (c *Consumer) observeHandler(topic string, d time.Duration) {
-	if c.metrics != nil {
-		c.metrics.handler.WithLabelValues(c.cc.Group, topic).Observe(d.Seconds())
+// topicMetrics returns the children of topic's ok counter and handler
+// histogram, for [partState] to keep (resolving the labels of every message
+// costs a hash and a lookup each); nil, nil without metrics.
+func (c *Consumer) topicMetrics(topic string) (ok prometheus.Counter, handler prometheus.Observer) {
+	if c.metrics == nil {
+		return nil, nil
 	}
+	return c.metrics.messages.WithLabelValues(c.cc.Group, topic, OutcomeOK),
+		c.metrics.handler.WithLabelValues(c.cc.Group, topic)
 }
 
 // lagClient is the part of *ck.Consumer the lag refresher uses.

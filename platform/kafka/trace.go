@@ -50,7 +50,9 @@ func InjectTrace(ctx context.Context, m *Message) {
 // ExtractTrace returns ctx extended with the remote trace context found in m's
 // headers (unchanged when there is none), using the global propagator.
 func ExtractTrace(ctx context.Context, m *Message) context.Context {
-	return otel.GetTextMapPropagator().Extract(ctx, headerCarrier{m})
+	// Extract only reads: a MapCarrier over the headers reads them as
+	// headerCarrier does, without making m escape to the heap.
+	return otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(m.Headers))
 }
 
 // CreationContext returns the span context m's headers carry (its creation
@@ -94,23 +96,54 @@ func startProducerSpan(ctx context.Context, m *Message, op string, opType attrib
 		trace.WithSpanKind(kind), trace.WithAttributes(messageAttributes(m, op, opType)...))
 }
 
-// startProcess starts the CONSUMER span "process <topic>" of group handling m,
-// following the OpenTelemetry messaging conventions: a child of the creation
-// context m's headers carry (see [StartCreate]), or of ctx's span when they
-// carry none. It returns the context handlers run in.
-func startProcess(ctx context.Context, tracer trace.Tracer, m *Message, group string) (context.Context, trace.Span) {
-	attrs := append(messageAttributes(m, "process", semconv.MessagingOperationTypeProcess),
-		semconv.MessagingConsumerGroupName(group),
-		semconv.MessagingKafkaOffset(int(m.Offset)))
-	return tracer.Start(ExtractTrace(ctx, m), "process "+m.Topic,
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+// processSpans starts the CONSUMER spans "process <topic>" of one partition,
+// following the OpenTelemetry messaging conventions. It is built once per
+// partition by [newProcessSpans]: the span name and the attributes that are the
+// same for every message of the partition (system, operation, destination,
+// partition, consumer group) are given at span creation, where samplers see
+// them; the per-message ones (offset, key, CloudEvents id and type) are added
+// only when the span records, so a no-op tracer costs no attribute building.
+// Read-only after construction.
+type processSpans struct {
+	name string
+	opts []trace.SpanStartOption
+}
+
+func newProcessSpans(topic string, partition int32, group string) processSpans {
+	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs = append(attrs,
+		semconv.MessagingSystemKafka,
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationName("process"),
+		semconv.MessagingDestinationName(topic))
+	if partition >= 0 {
+		attrs = append(attrs, semconv.MessagingDestinationPartitionID(strconv.Itoa(int(partition))))
+	}
+	attrs = append(attrs, semconv.MessagingConsumerGroupName(group))
+	return processSpans{
+		name: "process " + topic,
+		opts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)},
+	}
+}
+
+// start starts the span of handling m, a message of this partition: a child of
+// the creation context m's headers carry (see [StartCreate]), or of ctx's span
+// when they carry none. It returns the context handlers run in.
+func (p processSpans) start(ctx context.Context, tracer trace.Tracer, m *Message) (context.Context, trace.Span) {
+	ctx, span := tracer.Start(ExtractTrace(ctx, m), p.name, p.opts...)
+	if span.IsRecording() {
+		attrs := make([]attribute.KeyValue, 0, 4)
+		attrs = append(attrs, semconv.MessagingKafkaOffset(int(m.Offset)))
+		attrs = appendMessageIdentity(attrs, m)
+		span.SetAttributes(attrs...)
+	}
+	return ctx, span
 }
 
 // messageAttributes describes one message with the messaging semantic
-// conventions, plus the CloudEvents id (as messaging.message.id) and type. It
-// leaves room for the two attributes [startProcess] adds.
+// conventions, plus the CloudEvents id (as messaging.message.id) and type.
 func messageAttributes(m *Message, op string, opType attribute.KeyValue) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 10)
+	attrs := make([]attribute.KeyValue, 0, 8)
 	attrs = append(attrs,
 		semconv.MessagingSystemKafka,
 		opType,
@@ -119,6 +152,12 @@ func messageAttributes(m *Message, op string, opType attribute.KeyValue) []attri
 	if m.Partition >= 0 {
 		attrs = append(attrs, semconv.MessagingDestinationPartitionID(strconv.Itoa(int(m.Partition))))
 	}
+	return appendMessageIdentity(attrs, m)
+}
+
+// appendMessageIdentity appends m's key (when valid UTF-8), CloudEvents id and
+// type, each when present.
+func appendMessageIdentity(attrs []attribute.KeyValue, m *Message) []attribute.KeyValue {
 	if len(m.Key) > 0 && utf8.Valid(m.Key) {
 		attrs = append(attrs, semconv.MessagingKafkaMessageKey(string(m.Key)))
 	}

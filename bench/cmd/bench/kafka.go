@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +16,7 @@ import (
 	wk "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/puchi-dev/puchi/platform/kafka"
@@ -333,18 +337,31 @@ func (e *kenv) consumeCases(ctx context.Context, r *report) error {
 		r.note("%s", pgNote)
 	}
 	type variant struct {
+		key  string // for -consume-variants
 		name string
 		n    int
 		fn   func(ctx context.Context, topic string, c *counter) error
 	}
-	vs := []variant{
-		{"platform Consumer (no-op handler)", o.conEvents, e.consumePlatform(nil)},
-		{"raw confluent-kafka-go (tuned)", o.conEvents, e.consumeRaw},
-		{"Watermill kafka (sarama)", min(o.conEvents, o.wmEvents), e.consumeWatermill},
-		{"platform Consumer + inbox, SQLite", o.inboxEvts, e.consumeInbox("")},
+	all := []variant{
+		{"noop", "platform Consumer (no-op handler)", o.conEvents, e.consumePlatform(nil)},
+		{"raw", "raw confluent-kafka-go (tuned)", o.conEvents, e.consumeRaw},
+		{"watermill", "Watermill kafka (sarama)", min(o.conEvents, o.wmEvents), e.consumeWatermill},
+		{"inbox", "platform Consumer + inbox, SQLite", o.inboxEvts, e.consumeInbox("")},
 	}
 	if pg != "" {
-		vs = append(vs, variant{"platform Consumer + inbox, PostgreSQL", o.inboxPG, e.consumeInbox(pg)})
+		all = append(all, variant{"inbox", "platform Consumer + inbox, PostgreSQL", o.inboxPG, e.consumeInbox(pg)})
+	}
+	var vs []variant
+	for _, v := range all {
+		if len(o.conVariants) == 0 || o.conVariants[v.key] {
+			vs = append(vs, v)
+		}
+	}
+	if len(o.conVariants) > 0 {
+		r.note("consume: only the variants %s (-consume-variants)", strings.Join(slices.Sorted(maps.Keys(o.conVariants)), ","))
+	}
+	if o.conMetrics {
+		r.note("consume platform: with a Prometheus registry (puchi_consumer_* series, lag refreshed every %s; -consume-metrics)", kafka.DefaultLagInterval)
 	}
 	r.note("consume inbox: inbox.Handler (one transaction per event: INSERT processed_events ON CONFLICT DO NOTHING + no-op effect) on the first %d (SQLite) / %d (PostgreSQL) events: one durable commit per event bounds these rates", o.inboxEvts, o.inboxPG)
 	for _, v := range vs {
@@ -379,7 +396,11 @@ func (e *kenv) consumePlatform(h kafka.Handler) func(ctx context.Context, topic 
 			c.hit()
 			return nil
 		}
-		cons, err := kafka.NewConsumer(e.cfg, kafka.ConsumerConfig{Group: e.unique("bench-g"), Topics: []string{topic}}, handler, nil)
+		cc := kafka.ConsumerConfig{Group: e.unique("bench-g"), Topics: []string{topic}}
+		if e.o.conMetrics {
+			cc.Metrics = prometheus.NewRegistry()
+		}
+		cons, err := kafka.NewConsumer(e.cfg, cc, handler, nil)
 		if err != nil {
 			return err
 		}

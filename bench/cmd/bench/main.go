@@ -61,6 +61,12 @@ type opts struct {
 	relayLinger *time.Duration
 	// linger is kafka.Config.Linger of the whole suite (0: the default).
 	linger time.Duration
+	// conVariants, when not empty, limits case 2 to these variants: noop, raw,
+	// watermill, inbox.
+	conVariants map[string]bool
+	// conMetrics gives the platform consumers of case 2 a Prometheus registry, as
+	// `puchi run` does (the table's rows run without one).
+	conMetrics bool
 }
 
 func main() {
@@ -85,6 +91,8 @@ func main() {
 	latSeconds := flag.Float64("lat-seconds", 0, "seconds per outbox latency run (default 3, -quick 1)")
 	flag.BoolVar(&o.latBreakdown, "lat-breakdown", false, "add the outbox latency breakdown rows (wait / produce / deliver, relay rounds) to the table; they are always logged")
 	linger := flag.Duration("linger", 0, "linger of every producer of the suite (kafka.Config.Linger; default kafka.DefaultLinger; negative disables lingering)")
+	conVariants := flag.String("consume-variants", "", "comma-separated variants of the consume case: noop,raw,watermill,inbox (default all)")
+	flag.BoolVar(&o.conMetrics, "consume-metrics", false, "give the platform consumers of the consume case a Prometheus registry (puchi_consumer_* series), as puchi run does")
 	relayLinger := flag.Duration("relay-linger", -2, "linger of the outbox relay's producer in the outbox cases, e.g. 1ms; 0 disables lingering (default: the platform default, kafka.DefaultLinger)")
 	flag.Parse()
 	if *relayLinger != -2 {
@@ -103,6 +111,17 @@ func main() {
 		o.latRates = append(o.latRates, f)
 	}
 	o.linger = *linger
+	o.conVariants = map[string]bool{}
+	for v := range strings.SplitSeq(*conVariants, ",") {
+		switch v = strings.TrimSpace(v); v {
+		case "":
+		case "noop", "raw", "watermill", "inbox":
+			o.conVariants[v] = true
+		default:
+			fmt.Fprintf(os.Stderr, "bench: -consume-variants: unknown variant %q (noop, raw, watermill, inbox)\n", v)
+			os.Exit(2)
+		}
+	}
 	o.only = map[string]bool{}
 	for c := range strings.SplitSeq(only, ",") {
 		if c = strings.TrimSpace(c); c != "" {
