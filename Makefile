@@ -81,23 +81,23 @@ dev-gateway: ## run the REST gateway against running services
 dev-core: ## run the core services (user, lesson, progress)
 	$(call serve_group,core,$(CORE_SERVICES))
 
-dev-feature: ## run the feature services (vocabulary, quiz; media once it exists)
+dev-feature: ## run the feature services (vocabulary, quiz, media)
 	$(call serve_group,feature,$(FEATURE_SERVICES))
 
-dev-support: ## run the support services (notification, analytics) once they exist
+dev-support: ## run the support services (notification, analytics)
 	$(call serve_group,support,$(SUPPORT_SERVICES))
 
-dev-analytics: ## run the analytics service once it exists
+dev-analytics: ## run the analytics service alone
 	$(call serve_group,analytics,$(ANALYTICS_SERVICES))
 
-# serve_group runs `puchi serve` for the services of a group that exist yet.
-serve_group = $(if $(strip $(2)),$(PUCHI) serve $(2),@echo "no $(1) service exists yet (planned: see docs/architecture.md)")
+# serve_group runs `puchi serve` for the services of a group (override a group's
+# list, e.g. `make dev-core CORE_SERVICES=user`).
+serve_group = $(if $(strip $(2)),$(PUCHI) serve $(2),@echo "no $(1) services selected")
 
-# The services of each group that exist yet; the rest arrive with later milestones.
 CORE_SERVICES      ?= user lesson progress
-FEATURE_SERVICES   ?= vocabulary quiz
-SUPPORT_SERVICES   ?=
-ANALYTICS_SERVICES ?=
+FEATURE_SERVICES   ?= vocabulary quiz media
+SUPPORT_SERVICES   ?= notification analytics
+ANALYTICS_SERVICES ?= analytics
 
 # ---- docker compose (distributed engine; needs a Docker engine) --------------
 .PHONY: up down seed kafka-up kafka-down logs compose-check
