@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,22 +195,24 @@ func (pr *Producer) Publish(ctx context.Context, msgs []Message) []error {
 		return fill(len(msgs), *f)
 	}
 	traced := trace.SpanContextFromContext(ctx).IsValid()
+	slots := make([]slot, len(msgs)) // one allocation per call, not one Opaque per message
+	var rec record
 	var failed map[string]bool // topic+key of the messages that could not be enqueued
 	for i := range msgs {
 		m := &msgs[i]
-		k := m.Topic + "\x00" + string(m.Key)
-		if failed[k] {
+		if failed != nil && failed[failedKey(m)] {
 			b.report(i, ErrSkipped)
 			continue
 		}
 		if traced && !CreationContext(m).IsValid() {
 			m = b.startSend(ctx, i, m)
 		}
-		if err := pr.produce(ctx, m, &slot{b: b, i: i}); err != nil {
+		slots[i] = slot{b: b, i: i}
+		if err := pr.produce(ctx, rec.set(m, &slots[i]), m.Topic); err != nil {
 			if failed == nil {
 				failed = make(map[string]bool)
 			}
-			failed[k] = true
+			failed[failedKey(m)] = true
 			b.report(i, err)
 		}
 	}
@@ -235,16 +238,18 @@ func (b *batch) startSend(ctx context.Context, i int, m *Message) *Message {
 	return &cp
 }
 
-// produce enqueues one message, waiting while the local queue is full.
-func (pr *Producer) produce(ctx context.Context, m *Message, s *slot) error {
-	km := toConfluent(m)
-	km.Opaque = s
+// failedKey identifies m's topic and key in Publish's per-key stop.
+func failedKey(m *Message) string { return m.Topic + "\x00" + string(m.Key) }
+
+// produce enqueues one client message for topic, waiting while the local queue
+// is full.
+func (pr *Producer) produce(ctx context.Context, km *ck.Message, topic string) error {
 	for {
 		err := pr.p.Produce(km, nil)
 		var kerr ck.Error
 		if err == nil || !errors.As(err, &kerr) || kerr.Code() != ck.ErrQueueFull {
 			if err != nil {
-				return classify(fmt.Errorf("kafka: produce to %s: %w", m.Topic, err))
+				return classify(fmt.Errorf("kafka: produce to %s: %w", topic, err))
 			}
 			return nil
 		}
@@ -311,34 +316,71 @@ func (pr *Producer) Close(ctx context.Context) error {
 	return err
 }
 
-// toConfluent converts m to a client message; headers are sorted by name so the
-// wire order is deterministic.
-func toConfluent(m *Message) *ck.Message {
+// record is the client message one Publish call reuses for each of its
+// messages. Produce copies key, value and headers into librdkafka
+// (RD_KAFKA_MSG_F_COPY) and keeps only Opaque, so nothing of a record is
+// referenced once Produce has returned and the next message can overwrite it:
+// per message, converting costs no allocation once the buffers have grown. Not
+// safe for concurrent use.
+type record struct {
+	km    ck.Message
+	topic string
+	hdrs  []ck.Header
+	vals  []byte // the header values of the current message, back to back
+	ends  []int  // end of hdrs[i]'s value in vals
+}
+
+// set makes the record m with the given Opaque and returns it. Headers are
+// sorted by name so the wire order is deterministic; an empty header value is
+// sent as empty, not null.
+func (r *record) set(m *Message, opaque any) *ck.Message {
 	part := m.Partition
 	if part < 0 {
 		part = ck.PartitionAny
 	}
-	topic := m.Topic
-	km := &ck.Message{
-		TopicPartition: ck.TopicPartition{Topic: &topic, Partition: part},
+	r.topic = m.Topic
+	r.km = ck.Message{
+		TopicPartition: ck.TopicPartition{Topic: &r.topic, Partition: part},
 		Key:            m.Key,
 		Value:          m.Value,
+		Timestamp:      m.Timestamp, // the client sends none when zero
+		Opaque:         opaque,
 	}
-	if !m.Timestamp.IsZero() {
-		km.Timestamp = m.Timestamp
+	if len(m.Headers) == 0 {
+		return &r.km
 	}
-	if len(m.Headers) > 0 {
-		names := make([]string, 0, len(m.Headers))
-		for k := range m.Headers {
-			names = append(names, k)
+	if r.vals == nil {
+		r.vals = make([]byte, 0, 256) // non-nil: a nil Value would be a null header
+	}
+	r.hdrs, r.vals, r.ends = r.hdrs[:0], r.vals[:0], r.ends[:0]
+	for k, v := range m.Headers {
+		r.hdrs = append(r.hdrs, ck.Header{Key: k})
+		r.vals = append(r.vals, v...)
+		r.ends = append(r.ends, len(r.vals))
+	}
+	start := 0
+	for i, end := range r.ends {
+		r.hdrs[i].Value = r.vals[start:end:end]
+		start = end
+	}
+	sortHeaders(r.hdrs)
+	r.km.Headers = r.hdrs
+	return &r.km
+}
+
+// sortHeaders sorts hs by name. A message has a handful of headers, for which an
+// insertion sort with a direct comparison is several times cheaper than a
+// generic sort through a comparison function.
+func sortHeaders(hs []ck.Header) {
+	if len(hs) > 16 {
+		slices.SortFunc(hs, func(a, b ck.Header) int { return strings.Compare(a.Key, b.Key) })
+		return
+	}
+	for i := 1; i < len(hs); i++ {
+		for j := i; j > 0 && hs[j].Key < hs[j-1].Key; j-- {
+			hs[j], hs[j-1] = hs[j-1], hs[j]
 		}
-		sort.Strings(names)
-		km.Headers = make([]ck.Header, len(names))
-		for i, k := range names {
-			km.Headers[i] = ck.Header{Key: k, Value: []byte(m.Headers[k])}
-		}
 	}
-	return km
 }
 
 // fromConfluent converts a consumed client message.

@@ -103,14 +103,24 @@ func (e *kenv) publishCases(ctx context.Context, r *report) error {
 	r.note("publish: %d events of %d B (BytesValue protobuf), keys from %d user ids, 3 partitions, acks=all, enable.idempotence=true, linger.ms=%s, partitioner=murmur2_random, librdkafka default batch size (batch.size=1000000, batch.num.messages=10000); every delivery report awaited",
 		n, valueSize, numKeys, lingerStr(e.cfg.Linger))
 	r.note("publish platform: kafka.NewEvent per event (UUIDv7 ce_id, proto.Marshal, 6 CloudEvents headers) + Producer.Publish in batches of %d from %d goroutines; raw confluent: one goroutine calling Produce with the same prebuilt key/value/headers, reports drained from Events()", o.pubBatch, o.pubWorkers)
-	variants := []struct {
+	type variant struct {
+		key  string // for -publish-variants
 		name string
 		n    int
 		fn   func(ctx context.Context, topic string, n int) error
-	}{
-		{"platform Producer.Publish", n, e.publishPlatform},
-		{"raw confluent-kafka-go", n, e.publishRaw},
-		{"Watermill kafka (sarama)", min(n, o.wmEvents), e.publishWatermill},
+	}
+	var variants []variant
+	for _, v := range []variant{
+		{"platform", "platform Producer.Publish", n, e.publishPlatform},
+		{"raw", "raw confluent-kafka-go", n, e.publishRaw},
+		{"watermill", "Watermill kafka (sarama)", min(n, o.wmEvents), e.publishWatermill},
+	} {
+		if len(o.pubVariants) == 0 || o.pubVariants[v.key] {
+			variants = append(variants, v)
+		}
+	}
+	if len(o.pubVariants) > 0 {
+		r.note("publish: only the variants %s (-publish-variants)", strings.Join(slices.Sorted(maps.Keys(o.pubVariants)), ","))
 	}
 	r.note("publish Watermill: watermill-kafka v3.0.6 Publisher (sarama SyncProducer; Publish is synchronous per message), %d goroutines, sarama RequiredAcks=WaitForAll, Idempotent=true, Net.MaxOpenRequests=1, Flush.Frequency=linger, Version 2.1; %d events (sizes differ: compare rates)", o.wmWorkers, min(n, o.wmEvents))
 	for _, v := range variants {

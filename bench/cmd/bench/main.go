@@ -64,6 +64,9 @@ type opts struct {
 	// conVariants, when not empty, limits case 2 to these variants: noop, raw,
 	// watermill, inbox.
 	conVariants map[string]bool
+	// pubVariants, when not empty, limits case 1 to these variants: platform,
+	// raw, watermill.
+	pubVariants map[string]bool
 	// conMetrics gives the platform consumers of case 2 a Prometheus registry, as
 	// `puchi run` does (the table's rows run without one).
 	conMetrics bool
@@ -91,6 +94,7 @@ func main() {
 	latSeconds := flag.Float64("lat-seconds", 0, "seconds per outbox latency run (default 3, -quick 1)")
 	flag.BoolVar(&o.latBreakdown, "lat-breakdown", false, "add the outbox latency breakdown rows (wait / produce / deliver, relay rounds) to the table; they are always logged")
 	linger := flag.Duration("linger", 0, "linger of every producer of the suite (kafka.Config.Linger; default kafka.DefaultLinger; negative disables lingering)")
+	pubVariants := flag.String("publish-variants", "", "comma-separated variants of the publish case: platform,raw,watermill (default all)")
 	conVariants := flag.String("consume-variants", "", "comma-separated variants of the consume case: noop,raw,watermill,inbox (default all)")
 	flag.BoolVar(&o.conMetrics, "consume-metrics", false, "give the platform consumers of the consume case a Prometheus registry (puchi_consumer_* series), as puchi run does")
 	relayLinger := flag.Duration("relay-linger", -2, "linger of the outbox relay's producer in the outbox cases, e.g. 1ms; 0 disables lingering (default: the platform default, kafka.DefaultLinger)")
@@ -111,6 +115,17 @@ func main() {
 		o.latRates = append(o.latRates, f)
 	}
 	o.linger = *linger
+	o.pubVariants = map[string]bool{}
+	for v := range strings.SplitSeq(*pubVariants, ",") {
+		switch v = strings.TrimSpace(v); v {
+		case "":
+		case "platform", "raw", "watermill":
+			o.pubVariants[v] = true
+		default:
+			fmt.Fprintf(os.Stderr, "bench: -publish-variants: unknown variant %q (platform, raw, watermill)\n", v)
+			os.Exit(2)
+		}
+	}
 	o.conVariants = map[string]bool{}
 	for v := range strings.SplitSeq(*conVariants, ",") {
 		switch v = strings.TrimSpace(v); v {
