@@ -399,7 +399,7 @@ func (c *Consumer) backoff(retry int) time.Duration {
 // shared with other writers). It retries failed produces until they succeed or
 // ctx ends (then it returns ctx's error).
 func (c *Consumer) deadLetter(ctx context.Context, prod *Producer, km *ck.Message, cause error) error {
-	orig := fromConfluent(km)
+	orig := consumedMessage(km)
 	h := make(map[string]string, len(orig.Headers)+6)
 	for k, v := range orig.Headers {
 		h[k] = v

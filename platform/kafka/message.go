@@ -132,10 +132,10 @@ func idAndTime(id uuid.UUID, t time.Time) (string, string) {
 	return s[:36], s[36:]
 }
 
-// consumedMessage converts a consumed client message like fromConfluent, with
-// fewer allocations (it runs once per consumed message): the values of all
-// headers share one string, so a message with n headers costs one allocation
-// for the values instead of n. Key and Value alias km's.
+// consumedMessage converts a consumed client message with few allocations (it
+// runs once per consumed message): the values of all headers share one string,
+// so a message with n headers costs one allocation for the values instead of n.
+// Key and Value alias km's.
 func consumedMessage(km *ck.Message) Message {
 	m := Message{
 		Partition: km.TopicPartition.Partition,

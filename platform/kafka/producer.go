@@ -383,27 +383,6 @@ func sortHeaders(hs []ck.Header) {
 	}
 }
 
-// fromConfluent converts a consumed client message.
-func fromConfluent(km *ck.Message) *Message {
-	m := &Message{
-		Partition: km.TopicPartition.Partition,
-		Offset:    int64(km.TopicPartition.Offset),
-		Key:       km.Key,
-		Value:     km.Value,
-		Timestamp: km.Timestamp,
-	}
-	if km.TopicPartition.Topic != nil {
-		m.Topic = *km.TopicPartition.Topic
-	}
-	if len(km.Headers) > 0 {
-		m.Headers = make(map[string]string, len(km.Headers))
-		for _, h := range km.Headers {
-			m.Headers[h.Key] = string(h.Value)
-		}
-	}
-	return m
-}
-
 func fill(n int, err error) []error {
 	out := make([]error, n)
 	for i := range out {
