@@ -331,7 +331,7 @@ func TestTraceResourceNamesTheContainer(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, kv := range ended[0].Resource().Attributes() {
-		got[string(kv.Key)] = kv.Value.Emit()
+		got[string(kv.Key)] = kv.Value.String()
 	}
 	if got["service.name"] != "gateway" {
 		t.Errorf("span resource service.name = %q, want gateway (OTEL_SERVICE_NAME=%q); resource: %v",

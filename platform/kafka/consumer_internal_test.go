@@ -78,7 +78,7 @@ func TestProcessSpansAttributes(t *testing.T) {
 	}
 	got := map[attribute.Key]string{}
 	for _, kv := range s.Attributes() {
-		got[kv.Key] = kv.Value.Emit()
+		got[kv.Key] = kv.Value.String()
 	}
 	want := map[attribute.Key]string{
 		"messaging.system":                   "kafka",

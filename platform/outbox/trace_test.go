@@ -58,7 +58,7 @@ func storedHeaders(t *testing.T, d *db.DB) map[string]map[string]string {
 func attrOf(kvs []attribute.KeyValue, key attribute.Key) string {
 	for _, kv := range kvs {
 		if kv.Key == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
